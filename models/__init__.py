@@ -21,11 +21,28 @@ under `datasets:` and a CPU-sized variant under `tiny:`. DEFAULTS below fills wh
 """
 import copy
 import importlib
+import re
 from pathlib import Path
 
 import yaml
 
 MODEL_DIR = Path(__file__).resolve().parent
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-4` as a string; recipes mean a float."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text_or_file):
+    return yaml.load(text_or_file, Loader=RecipeLoader)
 
 DEFAULTS = {
     "module": None,  # file in models/ that builds this model; defaults to the recipe's name
@@ -93,7 +110,7 @@ def load_recipe(name: str, dataset: str = None, tiny: bool = False) -> dict:
     """DEFAULTS <- models/<name>.yaml <- its datasets[dataset] <- its tiny section."""
     check_model(name)
     with open(MODEL_DIR / f"{name}.yaml") as f:
-        recipe = yaml.safe_load(f) or {}
+        recipe = read_yaml(f) or {}
     per_dataset = recipe.pop("datasets", {}) or {}
     tiny_section = recipe.pop("tiny", {}) or {}
     cfg = merge(DEFAULTS, recipe)
@@ -110,7 +127,7 @@ def parse_override(text: str):
     if "=" not in text:
         raise SystemExit(f"error: --set expects KEY=VALUE (e.g. train.lr=3e-4), got '{text}'")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    return key.strip().split("."), read_yaml(value)
 
 
 def apply_override(cfg: dict, keys: list, value) -> None:

@@ -1,0 +1,126 @@
+"""Batches: a dataset of videos from a split CSV, the samplers, and the DataLoader around them.
+
+Training samples one clip per video: [T, 3, S, S] uint8. Testing samples a fixed grid of views,
+clips x crops: [V, T, 3, S, S] uint8. Every random choice of a training sample comes from a
+generator seeded by (seed, epoch, index), so a run is the same whatever the number of workers or
+processes, and a resumed run repeats exactly what an uninterrupted one would have done.
+"""
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.augment import crop_views, train_augment
+from data.splits import read_split
+from data.video import open_video, sample_indices, temporal_views
+
+log = logging.getLogger(__name__)
+
+
+def flip_allowed(dataset: str, task: str) -> bool:
+    """Horizontal flips change labels where classes have a direction: SSv2-TA's left/right and
+    camera-turn classes, Syn-TA's fine left/right and (counter-)clockwise classes."""
+    return not (dataset == "ssv2ta" or (dataset == "synta" and task == "fine"))
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True):
+        self.videos, self.root = list(videos), Path(root)
+        self.labels = [v.coarse_id if label == "coarse" else v.fine_id for v in self.videos]
+        self.cfg_input, self.cfg_test = cfg["input"], cfg["test"]
+        self.train, self.seed, self.backend = train, seed, backend
+        self.flip = flip and self.cfg_input["flip"]
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.videos)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def load(self, index: int, rng) -> torch.Tensor:
+        reader = open_video(self.root / self.videos[index].path, self.backend)
+        n = len(reader)
+        if self.train:
+            frames = torch.from_numpy(reader.get(sample_indices(n, self.cfg_input, rng))).permute(0, 3, 1, 2)
+            return train_augment(frames, self.cfg_input, rng, self.flip)
+        views = []
+        for position in temporal_views(self.cfg_test["clips"], self.cfg_input["sampling"]):
+            frames = torch.from_numpy(reader.get(sample_indices(n, self.cfg_input, None, position))).permute(0, 3, 1, 2)
+            views += crop_views(frames, self.cfg_input["size"], self.cfg_test["short_side"], self.cfg_test["crops"])
+        return torch.stack(views)
+
+    def __getitem__(self, index: int):
+        """-> (clip, label, index, number of videos that failed to decode on the way)."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        failures = 0
+        for attempt in range(10):
+            try:
+                return self.load(index, rng), self.labels[index], index, failures
+            except Exception as e:
+                failures += 1
+                log.warning("could not decode %s (%s: %s)", self.root / self.videos[index].path, type(e).__name__, e)
+                if not self.train:  # a test video is never replaced by another: it is reported as failed
+                    return torch.zeros(self.view_shape(), dtype=torch.uint8), self.labels[index], -1 - index, failures
+                index = int(rng.integers(len(self.videos)))
+        raise RuntimeError(f"10 videos in a row failed to decode, the last {self.root / self.videos[index].path}")
+
+    def view_shape(self):
+        s, t = self.cfg_input["size"], self.cfg_input["frames"]
+        return (self.cfg_test["clips"] * self.cfg_test["crops"], t, 3, s, s)
+
+
+class TrainSampler(torch.utils.data.Sampler):
+    """One permutation per (seed, epoch) cut into micro-batches of `world * micro_batch` indices;
+    each process takes its share of every micro-batch. The tail that does not fill an optimizer
+    step is dropped. `skip` micro-batches are left out at the start (resuming mid-epoch)."""
+
+    def __init__(self, n: int, micro_batch: int, accum_steps: int, rank: int = 0, world: int = 1, seed: int = 0):
+        self.n, self.micro_batch, self.accum, self.rank, self.world, self.seed = n, micro_batch, accum_steps, rank, world, seed
+        self.epoch, self.skip = 0, 0
+
+    def steps_per_epoch(self) -> int:
+        return self.n // (self.micro_batch * self.world * self.accum)
+
+    def set_epoch(self, epoch: int, skip_micro_batches: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip_micro_batches
+
+    def __len__(self):
+        return (self.steps_per_epoch() * self.accum - self.skip) * self.micro_batch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        chunk = self.micro_batch * self.world
+        for m in range(self.skip, self.steps_per_epoch() * self.accum):
+            start = m * chunk + self.rank * self.micro_batch
+            yield from order[start : start + self.micro_batch]
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def collate(batch):
+    clips, labels, indices, failures = zip(*batch)
+    return torch.stack(clips), torch.tensor(labels), torch.tensor(indices), sum(failures)
+
+
+def make_loader(dataset, batch_size: int, sampler, workers: int, pin_memory: bool):
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched by loader start-up
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+
+
+def load_videos(splits_dir: Path, split: str, dataset: str):
+    return read_split(Path(splits_dir) / f"{split}.csv", dataset)

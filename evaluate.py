@@ -1,0 +1,308 @@
+"""Evaluate checkpoints on the Known and Unknown context val sets and print the benchmark table.
+
+    python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt
+    python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt runs/vit_synta_coarse_set2/ckpt.pt --json results.json
+
+Model, dataset, task and training set come from the checkpoint. With one checkpoint per training
+set it also prints the two-direction average of the official tables: Known, Unknown, D_abs and HM
+each averaged over the directions (HM computed per direction, then averaged).
+
+This file also holds what train.py shares with it: the device/precision set-up, distributed
+helpers, the prediction loop and the metrics.
+"""
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from data.hierarchy import load_hierarchy
+from data.loader import VideoDataset, load_videos, make_loader
+from data.splits import read_dataset_info
+from models import build_model
+
+# ---------------------------------------------------------------------------------------------
+# runtime: processes, device, precision
+
+
+def init_distributed():
+    """-> (rank, world, local_rank); starts a process group when launched by torchrun."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return 0, 1, 0
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def pick_device(name: str = None, local_rank: int = 0) -> torch.device:
+    if name:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("error: --device cuda asked for, but PyTorch sees no GPU; use --device cpu")
+        return torch.device(name)
+    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16/fp16 autocast on CUDA; CPU runs in fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise SystemExit(f"error: train.precision must be bf16, fp16 or fp32, found {precision!r}")
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def unwrap(model):
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * (pred == labels).float().mean().item() if len(labels) else float("nan")
+
+
+def mean_class_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy averaged over the classes present in `labels`."""
+    accs = [(pred[labels == c] == c).float().mean().item() for c in labels.unique()]
+    return 100.0 * sum(accs) / len(accs) if accs else float("nan")
+
+
+def harmonic_mean(known: float, unknown: float) -> float:
+    return 2 * known * unknown / (known + unknown) if known + unknown > 0 else 0.0
+
+
+def direction_metrics(known: float, unknown: float) -> dict:
+    return {"known": known, "unknown": unknown, "d_abs": known - unknown, "hm": harmonic_mean(known, unknown)}
+
+
+def average_directions(directions: list) -> dict:
+    """Official tables: every column, HM included, is the mean of the per-direction values."""
+    avg = {k: sum(d[k] for d in directions) / len(directions) for k in ("known", "unknown", "d_abs", "hm")}
+    avg["hm_of_means"] = harmonic_mean(avg["known"], avg["unknown"])
+    return avg
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction
+
+
+@torch.no_grad()
+def predict(model, loader, device, precision: str, rank: int = 0, world: int = 1, progress: bool = False):
+    """Softmax averaged over each video's views -> (probs [N, K], labels [N], failed [N] bool), gathered
+    over all processes in dataset order; every video is counted exactly once."""
+    progress = progress and sys.stderr.isatty()
+    model.eval()
+    local = []
+    for i, (clips, labels, indices, _) in enumerate(loader):
+        b, v = clips.shape[:2]
+        clips = clips.to(device, non_blocking=True).flatten(0, 1)
+        with autocast(device, precision):
+            out = model(clips)
+        logits = out["logits"] if isinstance(out, dict) else out
+        probs = logits.float().softmax(-1).view(b, v, -1).mean(1).cpu()
+        local += list(zip(indices.tolist(), labels.tolist(), probs))
+        if progress and rank == 0:
+            print(f"\r  evaluating {i + 1}/{len(loader)}", end="", file=sys.stderr, flush=True)
+    if progress and rank == 0:
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, local)
+        local = [r for part in gathered for r in part]
+    failed_marker = [idx < 0 for idx, _, _ in local]
+    order = sorted(range(len(local)), key=lambda i: local[i][0] if local[i][0] >= 0 else -1 - local[i][0])
+    probs = torch.stack([local[i][2] for i in order])
+    labels = torch.tensor([local[i][1] for i in order])
+    failed = torch.tensor([failed_marker[i] for i in order])
+    return probs, labels, failed
+
+
+def evaluate_split(model, cfg, splits_dir, video_root, split, label, class_names, device, rank=0, world=1, backend="decord", progress=False):
+    """Accuracy of `model` on one val split, scored against `class_names`."""
+    videos = load_videos(splits_dir, split, cfg["dataset"])
+    if hasattr(unwrap(model), "set_class_names"):
+        unwrap(model).set_class_names(class_names)
+    dataset = VideoDataset(videos, video_root, label, cfg, train=False, seed=cfg["train"]["seed"], backend=backend)
+    shard = list(range(rank, len(dataset), world))
+    workers = min(cfg["train"]["workers"], os.cpu_count() or 1)
+    loader = make_loader(dataset, cfg["test"]["batch_size"], shard, workers, device.type == "cuda")
+    probs, labels, failed = predict(model, loader, device, cfg["train"]["precision"], rank, world, progress)
+    ok = ~failed
+    pred = probs.argmax(-1)
+    return {
+        "split": split,
+        "videos": len(videos),
+        "failed_to_decode": int(failed.sum()),
+        "top1": top1(pred[ok], labels[ok]),
+        "mean_class": mean_class_accuracy(pred[ok], labels[ok]),
+    }
+
+
+def evaluate_direction(model, cfg, splits_dir, video_root, device, rank=0, world=1, backend="decord", progress=False):
+    """Known (same-set val) and Unknown (other-set val) accuracies of a model trained on one set."""
+    hierarchy = load_hierarchy(cfg["dataset"])
+    task, s = cfg["task"], cfg["train_set"]
+    other = 3 - s
+    known = evaluate_split(model, cfg, splits_dir, video_root, f"val_set{s}", task, hierarchy.class_names(task, s), device, rank, world, backend, progress)
+    unknown = evaluate_split(model, cfg, splits_dir, video_root, f"val_set{other}", task, hierarchy.class_names(task, other), device, rank, world, backend, progress)
+    result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}
+    result["views"] = f"{cfg['test']['clips']}x{cfg['test']['crops']}"
+    result["known"], result["unknown"] = known, unknown
+    result["top1"] = direction_metrics(known["top1"], unknown["top1"])
+    result["mean_class"] = direction_metrics(known["mean_class"], unknown["mean_class"])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def format_direction(r: dict) -> str:
+    s = r["train_set"]
+    lines = [
+        f"{r['model']} | {r['dataset']} | {r['task']} task | trained on set {s} | views {r['views']}",
+        f"{'':22}{'top-1':>8}{'mean-class':>12}{'videos':>9}",
+    ]
+    for name, key, set_id in (("Known", "known", s), ("Unknown", "unknown", 3 - s)):
+        part = r[key]
+        failed = f"  ({part['failed_to_decode']} failed to decode)" if part["failed_to_decode"] else ""
+        lines.append(f"{name + f' (val set {set_id})':22}{part['top1']:8.2f}{part['mean_class']:12.2f}{part['videos']:9d}{failed}")
+    lines.append(f"{'D_abs':22}{r['top1']['d_abs']:8.2f}{r['mean_class']['d_abs']:12.2f}")
+    lines.append(f"{'HM':22}{r['top1']['hm']:8.2f}{r['mean_class']['hm']:12.2f}")
+    return "\n".join(lines)
+
+
+def format_average(results: list, avg: dict) -> str:
+    head = f"{results[0]['model']} | {results[0]['dataset']} | {results[0]['task']} task | top-1, average of the two directions"
+    cols = "".join(f"{'set %d->%d' % (r['train_set'], 3 - r['train_set']):>11}" for r in results) + f"{'average':>11}"
+    lines = [head, f"{'':22}{cols}"]
+    for name, key in (("Known", "known"), ("Unknown", "unknown"), ("D_abs", "d_abs"), ("HM", "hm")):
+        lines.append(f"{name:22}" + "".join(f"{r['top1'][key]:11.2f}" for r in results) + f"{avg[key]:11.2f}")
+    lines.append(f"{'HM of the averages':22}" + " " * 11 * len(results) + f"{avg['hm_of_means']:11.2f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"error: {path} is not a checkpoint written by train.py ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise SystemExit(f"error: {path} is not a checkpoint written by train.py (no 'config'/'model' entries)")
+    return ckpt
+
+
+def load_model_state(model, state: dict, source: str) -> None:
+    """Strict load with a one-line error naming the first mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shape:
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else
+            f"shape of {shape[0]} is {tuple(state[shape[0]].shape)}, the model has {tuple(own[shape[0]].shape)}"
+        )
+        raise SystemExit(f"error: {source} does not fit this model: {detail}; was it trained with another model or class count?")
+    model.load_state_dict(state)
+
+
+def resolve_data(cfg: dict, splits: str = None, root: str = None):
+    """-> (splits_dir, video_root) from the command line or what the run recorded."""
+    splits_dir = Path(splits or cfg["splits"])
+    info = read_dataset_info(splits_dir)
+    if info.get("dataset") != cfg["dataset"]:
+        raise SystemExit(f"error: {splits_dir} holds {info.get('dataset')}, but the model was trained on {cfg['dataset']}")
+    video_root = Path(root or info["video_root"])
+    if not video_root.is_dir():
+        raise SystemExit(f"error: video root {video_root} not found; pass --root DIR (where the videos are now)")
+    return splits_dir, video_root
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", nargs="+", required=True, help="one checkpoint, or one per training set")
+    p.add_argument("--views", help="test views CLIPSxCROPS, e.g. 4x3 (default: the recipe's)")
+    p.add_argument("--splits", help="prepared split folder (default: the one the run used)")
+    p.add_argument("--root", help="video root (default: the one recorded with the splits)")
+    p.add_argument("--batch-size", type=int, help="videos per evaluation batch")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--backend", default="decord", choices=["decord", "pyav"])
+    p.add_argument("--device")
+    p.add_argument("--json", help="write every number to this file")
+    args = p.parse_args(argv)
+
+    rank, world, local_rank = init_distributed()
+    device = pick_device(args.device, local_rank)
+    results = []
+    for path in args.ckpt:
+        ckpt = load_checkpoint(path)
+        cfg = ckpt["config"]
+        if args.views:
+            try:
+                clips, crops = (int(x) for x in args.views.lower().split("x"))
+            except ValueError:
+                raise SystemExit(f"error: --views expects CLIPSxCROPS such as 1x1 or 4x3, got {args.views!r}")
+            cfg["test"]["clips"], cfg["test"]["crops"] = clips, crops
+        if args.batch_size:
+            cfg["test"]["batch_size"] = args.batch_size
+        if args.workers is not None:
+            cfg["train"]["workers"] = args.workers
+        splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
+        names = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
+        model = build_model({**cfg, "pretrained": "none"}, names)
+        load_model_state(model, ckpt["model"], path)
+        model.to(device)
+        result = evaluate_direction(model, cfg, splits_dir, video_root, device, rank, world, args.backend, progress=True)
+        result["checkpoint"] = str(path)
+        results.append(result)
+        if rank == 0:
+            print(format_direction(result) + "\n")
+    summary = {"directions": results}
+    if len(results) == 2:
+        if {r["train_set"] for r in results} != {1, 2} or len({(r["model"], r["dataset"], r["task"]) for r in results}) != 1:
+            raise SystemExit("error: the two checkpoints must be the same model, dataset and task, trained on set 1 and on set 2")
+        results.sort(key=lambda r: r["train_set"])
+        summary["average"] = average_directions([r["top1"] for r in results])
+        summary["average_mean_class"] = average_directions([r["mean_class"] for r in results])
+        if rank == 0:
+            print(format_average(results, summary["average"]))
+    if args.json and rank == 0:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+if __name__ == "__main__":
+    main()
