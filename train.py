@@ -180,7 +180,16 @@ class Progress:
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return run(parse_args(argv))
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+
+def run(args):
+    """Train, checkpoint every epoch, evaluate both val sets; returns the result dict."""
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)
     is_main = rank == 0
@@ -343,7 +352,7 @@ def main(argv=None):
             if flags[0] >= 0:
                 progress.close()
                 bad = int(flags[0])
-                raise SystemExit(f"error: non-finite loss at optimizer step {bad} (epoch {bad // steps_per_epoch + 1}); training stopped. "
+                raise SystemExit(f"error: non-finite loss at epoch {bad // steps_per_epoch + 1}, step {bad % steps_per_epoch + 1}; training stopped. "
                                  f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (first epoch)'}; "
                                  "lower train.lr or check the data")
             now = time.time()
@@ -354,7 +363,7 @@ def main(argv=None):
             progress.update(epoch * steps_per_epoch + step, epoch, tc["epochs"], mean_loss, lr, rate)
             log({"type": "step", "epoch": epoch, "step": step, "loss": round(mean_loss, 5), "lr": lr, "clips_per_s": round(rate, 2)})
             if flags[1] > 0:
-                checkpoint(epoch, step)
+                checkpoint(*((epoch + 1, 0) if step == steps_per_epoch else (epoch, step)))
                 progress.close()
                 if is_main:
                     print(f"stopped at epoch {epoch + 1} step {step}/{steps_per_epoch}; checkpoint {ckpt_path}. "

@@ -1,0 +1,142 @@
+"""End to end: tiny models trained on tiny real videos through train.py and evaluate.py."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import REPO
+
+MODELS = ["vit", "timesformer"]
+
+
+def train_args(splits, out, model="vit", *extra):
+    return ["--model", model, "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
+            "--epochs", "2", "--batch-size", "8", "--workers", "0", *extra]
+
+
+def weights(ckpt_path):
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_both_directions_then_evaluate(model, synta_tiny, tmp_path, capsys):
+    _, splits = synta_tiny
+    for s in (1, 2):
+        result = train.main(train_args(splits, tmp_path / f"set{s}", model, "--train-set", str(s)))
+        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+        assert 0 <= result["top1"]["known"] <= 100 and 0 <= result["top1"]["unknown"] <= 100
+        assert (tmp_path / f"set{s}" / "ckpt.pt").is_file() and (tmp_path / f"set{s}" / "results.json").is_file()
+        log = [json.loads(line) for line in (tmp_path / f"set{s}" / "log.jsonl").read_text().splitlines()]
+        assert [r["type"] for r in log][0] == "config" and log[-1]["type"] == "eval"
+        ckpt = torch.load(tmp_path / f"set{s}" / "ckpt.pt", weights_only=True)
+        assert ckpt["epoch"] == 2 and ckpt["config"]["train_set"] == s and ckpt["git"]
+    capsys.readouterr()
+    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"),
+                             "--workers", "0", "--json", str(tmp_path / "all.json")])
+    printed = capsys.readouterr().out
+    for word in ("Known (val set 1)", "Unknown (val set 2)", "D_abs", "HM", "average of the two directions"):
+        assert word in printed
+    avg, (d1, d2) = summary["average"], summary["directions"]
+    assert avg["known"] == pytest.approx((d1["top1"]["known"] + d2["top1"]["known"]) / 2)
+    assert avg["hm"] == pytest.approx((d1["top1"]["hm"] + d2["top1"]["hm"]) / 2)
+    assert json.loads((tmp_path / "all.json").read_text())["average"]["d_abs"] == pytest.approx(avg["d_abs"])
+    # evaluate.py re-scores the checkpoint exactly as train.py did at the end of the run
+    assert d1["top1"] == json.loads((tmp_path / "set1" / "results.json").read_text())["top1"]
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(synta_tiny, tmp_path, monkeypatch):
+    _, splits = synta_tiny
+    full = train.main(train_args(splits, tmp_path / "full"))
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")  # a real SIGINT in the middle of epoch 2
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(splits, tmp_path / "cut"))
+    assert stop.value.code == 130
+    cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    assert (cut["epoch"], cut["step_in_epoch"]) == (1, 3)  # 9 steps per epoch: stopped 3 steps into epoch 2
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"] and resumed["mean_class"] == full["mean_class"]
+    a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(tmp_path / "cut" / "ckpt.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_match_one(synta_tiny, tmp_path):
+    _, splits = synta_tiny
+    single = train.main(train_args(splits, tmp_path / "one"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           str(REPO / "train.py"), *train_args(splits, tmp_path / "two")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    double = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert double["top1"] == pytest.approx(single["top1"]) and double["known"]["videos"] == single["known"]["videos"]
+    a, b = weights(tmp_path / "one" / "ckpt.pt"), weights(tmp_path / "two" / "ckpt.pt")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    # distributed evaluation counts every val video exactly once
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532",
+           str(REPO / "evaluate.py"), "--ckpt", str(tmp_path / "one" / "ckpt.pt"), "--workers", "0", "--json", str(tmp_path / "e.json")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "e.json").read_text())["directions"][0]["top1"] == single["top1"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synta_tiny, tmp_path, monkeypatch):
+    _, splits = synta_tiny
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "9")  # stop cleanly at the end of epoch 1
+    with pytest.raises(SystemExit):
+        train.main(train_args(splits, tmp_path / "run"))
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    path = tmp_path / "run" / "ckpt.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["input"]["mean"] = [float("nan")] * 3  # every later step produces a NaN loss
+    torch.save(ckpt, path)
+    before = path.read_bytes()
+    with pytest.raises(SystemExit, match=r"non-finite loss at epoch 2, step 1; .*last good checkpoint is .*ckpt.pt"):
+        train.main(["--resume", "--out", str(tmp_path / "run"), "--workers", "0"])
+    assert path.read_bytes() == before
+
+
+def test_user_mistakes_give_one_line_errors(synta_tiny, tmp_path):
+    root, splits = synta_tiny
+    with pytest.raises(SystemExit, match=r"unknown model 'vitt'; choose one of: .*vit"):
+        train.main(["--model", "vitt", "--data", "synta"])
+    with pytest.raises(SystemExit, match=r"unknown dataset 'kinetics'; choose one of: synta, k400ta, ssv2ta"):
+        train.main(["--model", "vit", "--data", "kinetics"])
+    with pytest.raises(SystemExit, match=r"video root .*nowhere not found; pass --root"):
+        train.main(train_args(splits, tmp_path / "a", "vit", "--root", str(tmp_path / "nowhere")))
+    with pytest.raises(SystemExit, match=r"holds no prepared dataset"):
+        train.main(train_args(tmp_path, tmp_path / "a"))
+    with pytest.raises(SystemExit, match=r"--set train.lrr: unknown key 'lrr'"):
+        train.main(train_args(splits, tmp_path / "a", "vit", "--set", "train.lrr=1"))
+    with pytest.raises(SystemExit, match=r"the fine task needs a text model"):
+        train.main(train_args(splits, tmp_path / "a", "timesformer", "--task", "fine"))
+    bad_splits = tmp_path / "bad_splits"
+    bad_splits.mkdir()
+    for f in splits.iterdir():
+        (bad_splits / f.name).write_bytes(f.read_bytes())
+    with open(bad_splits / "train_set1.csv", "a") as f:
+        f.write("appearing/x.mp4,0,0\n")
+    with pytest.raises(SystemExit, match=r"train_set1.csv:\d+: malformed row"):
+        train.main(train_args(bad_splits, tmp_path / "b"))
+
+
+def test_checkpoints_of_another_model_or_class_count_are_refused(synta_tiny, tmp_path):
+    _, splits = synta_tiny
+    train.main(train_args(splits, tmp_path / "run", "vit", "--epochs", "1"))
+    with pytest.raises(SystemExit, match=r"already holds a run; continue it with --resume"):
+        train.main(train_args(splits, tmp_path / "run", "vit", "--epochs", "1"))
+    with pytest.raises(SystemExit, match=r"is a run of --model vit, not timesformer"):
+        train.main(["--resume", str(tmp_path / "run" / "ckpt.pt"), "--model", "timesformer"])
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    ckpt["model"]["head.weight"] = ckpt["model"]["head.weight"][:5]
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match=r"does not fit this model: shape of head.weight .*another model or class count"):
+        evaluate.main(["--ckpt", str(tmp_path / "other.pt")])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match=r"is not a checkpoint written by train.py"):
+        evaluate.main(["--ckpt", str(tmp_path / "junk.pt")])
