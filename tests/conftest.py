@@ -15,13 +15,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 24) -> None:
-    """frames: uint8 [T, H, W, 3] (H, W even) -> H.264 mp4."""
+    """frames: uint8 [T, H, W, 3] (H, W even) -> H.264 .mp4, or VP8 .webm as SSv2 ships."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    webm = path.suffix == ".webm"
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libvpx" if webm else "libx264", rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
+        stream.options = {} if webm else {"crf": "18", "preset": "ultrafast"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         container.mux(stream.encode())

@@ -136,3 +136,37 @@ def test_sampler_shards_cover_each_optimizer_step_once():
     resumed = TrainSampler(23, micro_batch=4, accum_steps=1, seed=1)
     resumed.set_epoch(0, skip_micro_batches=2)
     assert list(resumed) == single[8:] and len(resumed) == 12
+
+
+def test_reencode_shrinks_checks_and_rewrites_the_splits(tmp_path):
+    from data.reencode import main as reencode
+    from data.splits import read_dataset_info, read_split, write_dataset
+
+    src = tmp_path / "src"
+    for i in range(2):
+        write_video(src / f"clips/v{i}.webm", np.random.default_rng(i).integers(0, 255, (12, 64, 96, 3), dtype=np.uint8))
+    (src / "clips" / "broken.webm").write_bytes(b"garbage" * 100)
+    videos = [Video(f"clips/v{i}.webm", 0, 0, 1) for i in range(2)] + [Video("clips/broken.webm", 0, 0, 1)]
+    write_dataset(tmp_path / "splits", "synta", src, {"train_set1": videos}, {})
+    args = ["--splits", str(tmp_path / "splits"), "--dst", str(tmp_path / "dst"), "--out", str(tmp_path / "new"),
+            "--short-side", "32", "--workers", "1"]
+    reencode(args)
+    new = read_split(tmp_path / "new" / "train_set1.csv", "synta")
+    assert [v.path for v in new] == ["clips/v0.mp4", "clips/v1.mp4"]
+    assert "clips/broken.webm" in (tmp_path / "new" / "broken.txt").read_text()
+    assert read_dataset_info(tmp_path / "new")["broken"] == 1
+    reader = open_video(tmp_path / "dst" / "clips" / "v0.mp4", "pyav")
+    assert len(reader) == 12 and reader.get([0]).shape == (1, 32, 48, 3)
+    mtime = (tmp_path / "dst" / "clips" / "v0.mp4").stat().st_mtime_ns
+    reencode(args)  # a second run skips what is done
+    assert (tmp_path / "dst" / "clips" / "v0.mp4").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_webm_videos_like_ssv2(tmp_path, backend):
+    frames = np.zeros((10, 64, 96, 3), np.uint8)
+    frames[:, :, :, 1] = (np.arange(10) * 20)[:, None, None]
+    write_video(tmp_path / "1234.webm", frames, fps=12)
+    reader = open_video(tmp_path / "1234.webm", backend)
+    assert len(reader) == 10
+    assert np.abs(reader.get([2, 9])[..., 1].mean((1, 2)) - [40, 180]).max() < 6
