@@ -127,6 +127,25 @@ def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_ratio
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def compute_loss(model, clips, labels, label_smoothing: float = 0.0):
+    """Cross-entropy of the model's logits plus any loss the model adds itself -> (loss, logits)."""
+    out = model(clips)
+    logits = out["logits"] if isinstance(out, dict) else out
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    if isinstance(out, dict) and "aux_loss" in out:
+        loss = loss + out["aux_loss"]
+    return loss, logits
+
+
+def optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 
@@ -319,11 +338,7 @@ def run(args):
             last_micro = (i + 1) % tc["accum_steps"] == 0
             sync = train_model.no_sync() if world > 1 and not last_micro and hasattr(train_model, "no_sync") else contextlib.nullcontext()
             with sync, autocast(device, precision):
-                out_ = train_model(clips)
-                logits = out_["logits"] if isinstance(out_, dict) else out_
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc["label_smoothing"])
-                if isinstance(out_, dict) and "aux_loss" in out_:
-                    loss = loss + out_["aux_loss"]
+                loss, logits = compute_loss(train_model, clips, labels, tc["label_smoothing"])
             scaler.scale(loss / tc["accum_steps"]).backward()
             loss_sum += loss.detach()
             correct += (logits.argmax(-1) == labels).sum()
@@ -331,12 +346,7 @@ def run(args):
             clips_since += len(labels) * world
             if not last_micro:
                 continue
-            if tc["grad_clip"]:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scaler, tc["grad_clip"])
             scheduler.step()
             global_step = epoch * steps_per_epoch + step
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), torch.tensor(global_step, device=device), bad_step)
