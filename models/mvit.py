@@ -513,7 +513,10 @@ class RevStage(torch.autograd.Function):
         ctx.param_index = {id(p): i for i, p in enumerate(params)}
         ctx.n_params = len(params)
         device = x.device.type
-        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        if torch.amp.is_autocast_available(device):
+            ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        else:
+            ctx.autocast = ("cpu", False, torch.bfloat16)
         ctx.has_mask = [mk is not None for mk in masks]
         x1, x2 = torch.chunk(x, 2, dim=-1)
         with torch.no_grad():
@@ -633,7 +636,7 @@ class ReversibleMViT(nn.Module):
             masks = [drop_path_mask(x.shape[0], x.ndim, b.drop_path_rate, x.device, x.dtype)
                      if self.training and b.drop_path_rate > 0 else None for b in blocks]
             x = torch.cat([x, x], dim=-1)
-            if self.custom_backward and torch.is_grad_enabled():
+            if self.custom_backward and self.training and torch.is_grad_enabled():
                 params = [p for b in blocks for p in b.parameters() if p.requires_grad]
                 x = RevStage.apply(x, blocks, masks, *params)
             else:  # plain autograd (evaluation, or model.reversible_backward: false)

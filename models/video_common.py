@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
@@ -29,8 +28,8 @@ class VideoInput(nn.Module):
 
     def __init__(self, mean, std, bgr: bool = False, channels_last: bool = False):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.get_default_dtype()).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.get_default_dtype()).view(1, 3, 1, 1, 1), persistent=False)
         self.bgr, self.channels_last = bgr, channels_last
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -39,7 +38,7 @@ class VideoInput(nn.Module):
         x = video.permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W], a view
         if self.bgr:
             x = x.flip(1)
-        x = (x.float() - self.mean) / self.std
+        x = (x.to(self.mean.dtype) - self.mean) / self.std  # float32 unless the model was cast
         if self.channels_last:
             return x.contiguous(memory_format=torch.channels_last_3d)
         return x.contiguous()
@@ -122,21 +121,10 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def read_state_dict(path) -> dict:
-    """A checkpoint file -> flat {name: tensor}. Accepts the PySlowFast / pytorchvideo container
-    {'model_state': ...} (TRAIN.CHECKPOINT_TYPE pytorch), {'state_dict': ...}, {'model': ...} and a plain
-    state dict; strips a DDP `module.` prefix. Read with weights_only=True: nothing but tensors and
-    plain containers is unpickled."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: pretrained checkpoint '{path}' not found (pretrained takes a file path; nothing is downloaded)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure gets the same explanation
-        raise SystemExit(
-            f"error: {path} is not a PyTorch checkpoint readable with weights_only=True "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); Caffe2 .pkl files of the "
-            f"PySlowFast model zoo are not supported (convert them with PySlowFast's c2 loader and save model.state_dict())")
+def extract_state(obj, source="checkpoint") -> dict:
+    """A loaded checkpoint object -> flat {name: tensor}. Accepts the PySlowFast / pytorchvideo
+    container {'model_state': ...} (TRAIN.CHECKPOINT_TYPE pytorch; also {'state_dict': ...},
+    {'model': ...}) and a plain state dict; strips a DDP `module.` prefix."""
     state = obj
     if isinstance(obj, dict):
         for key in ("model_state", "state_dict", "model"):
@@ -144,10 +132,27 @@ def read_state_dict(path) -> dict:
                 state = obj[key]
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SystemExit(f"error: {path} holds no state dict (expected {{'model_state': ...}} or a plain {{name: tensor}} dict)")
+        raise SystemExit(f"error: {source} holds no state dict (expected {{'model_state': ...}} or a plain {{name: tensor}} dict)")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def read_state_dict(path) -> dict:
+    """Read a checkpoint file with weights_only=True (nothing but tensors and plain containers is
+    unpickled) and return its flat state dict."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"error: pretrained checkpoint '{path}' not found (pretrained takes a file path; nothing is downloaded)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure gets the same explanation
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise SystemExit(
+            f"error: {path} is not a PyTorch checkpoint readable with weights_only=True ({type(e).__name__}: {first}); "
+            f"Caffe2 .pkl files of the PySlowFast model zoo are not supported (load them with PySlowFast's "
+            f"CHECKPOINT_TYPE caffe2 and save model.state_dict())")
+    return extract_state(obj, str(path))
 
 
 def _names(keys, limit=4) -> str:
@@ -156,27 +161,17 @@ def _names(keys, limit=4) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
-    """Load `spec` (a path; 'none'/None/'' = keep the fresh initialisation) into `model`.
-
-    The checkpoint must match the model exactly, except:
+def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_name: str = "model", log=_log) -> dict:
+    """Copy `state` into `model`. It must match exactly, except:
       * a classifier head (head.projection.*) of another class count is dropped (kept at its init);
-      * BatchNorm `num_batches_tracked` counters may be absent (they are unused with a fixed momentum).
+      * BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum).
     Anything else (missing or unexpected keys, other shape mismatches) raises SystemExit with a
     one-line message. Returns a small report dict."""
-    if spec in (None, "", "none", False):
-        return {"loaded": 0}
-    if not isinstance(spec, (str, Path)):
-        raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")
-    state = read_state_dict(spec)
     own = model.state_dict()
-    dropped = []
-    for k in HEAD_KEYS:
-        if k in state and k in own and state[k].shape != own[k].shape:
-            dropped.append(k)
+    dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape != own[k].shape]
     if dropped:
-        log(f"{model_name}: dropping the checkpoint's classifier head "
-            f"({state[dropped[0]].shape[0]} classes; this model has {own[dropped[0]].shape[0]}), it stays freshly initialised")
+        log(f"{model_name}: dropping the classifier head of {source} ({state[dropped[0]].shape[0]} classes; "
+            f"this model has {own[dropped[0]].shape[0]}), it stays freshly initialised")
         state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
         expected = {k for k in own if k not in HEAD_KEYS}
     else:
@@ -192,11 +187,20 @@ def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log)
             parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} of another shape ({k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}"
-                         f"{', ...' if len(wrong) > 1 else ''})")
-        raise SystemExit(f"error: checkpoint {spec} does not fit {model_name}: " + "; ".join(parts))
+            parts.append(f"{len(wrong)} of another shape ({k}: checkpoint {list(state[k].shape)} vs model "
+                         f"{list(own[k].shape)}{', ...' if len(wrong) > 1 else ''})")
+        raise SystemExit(f"error: {source} does not fit {model_name}: " + "; ".join(parts))
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v.to(own[k].dtype))
-    log(f"{model_name}: loaded {len(state)} tensors from {spec}")
+    log(f"{model_name}: loaded {len(state)} tensors from {source}")
     return {"loaded": len(state), "dropped_head": bool(dropped)}
+
+
+def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
+    """Load the checkpoint file `spec` into `model` ('none'/None/'' keeps the fresh initialisation)."""
+    if spec in (None, "", "none", False):
+        return {"loaded": 0}
+    if not isinstance(spec, (str, Path)):
+        raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")
+    return load_state(model, read_state_dict(spec), f"checkpoint {spec}", model_name, log)
