@@ -36,7 +36,6 @@ one-hot coordinates, so q'.k' = scale q.k + bias and no N_q x N_k bias tensor is
 `math` is the explicit PySlowFast computation, kept as the reference the tests compare against).
 """
 import math
-import sys
 
 import torch
 import torch.nn as nn

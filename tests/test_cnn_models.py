@@ -494,3 +494,28 @@ def test_mvit_rejects_clip_of_other_geometry():
     model, cfg = tiny_model("mvitv2")
     with pytest.raises(ValueError, match="built for 4 frames of 32 px"):
         model(torch.zeros(1, 8, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_initialisation_follows_pyslowfast():
+    torch.manual_seed(0)
+    cnn, _ = tiny_model("c2d")
+    blk = cnn.s3.pathway0_res0
+    assert torch.all(blk.branch2.c_bn.weight == 0) and torch.all(blk.branch2.a_bn.weight == 1)  # ZERO_INIT_FINAL_BN
+    assert torch.all(blk.branch1_bn.weight == 1)
+    assert 0.005 < cnn.head.projection.weight.std().item() < 0.015 and torch.all(cnn.head.projection.bias == 0)
+    w = cnn.s4.pathway0_res0.branch2.a.weight  # kaiming normal, fan_out
+    fan_out = w.shape[0] * math.prod(w.shape[2:])
+    assert abs(w.std().item() - math.sqrt(2 / fan_out)) < 0.2 * math.sqrt(2 / fan_out)
+    vit, _ = tiny_model("mvitv2")
+    assert torch.all(vit.blocks[0].attn.qkv.bias == 0.02) and torch.all(vit.blocks[0].norm1.bias == 0.02)  # MViT._init_weights
+    assert vit.blocks[0].attn.qkv.weight.std().item() < 0.03 and vit.cls_token.abs().max() > 0
+
+
+@pytest.mark.parametrize("name", ["c2d", "x3d", "slowfast"])
+def test_channels_last_3d_gives_the_same_logits(name):
+    outs = []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        model, cfg = tiny_model(name, channels_last=cl)
+        outs.append(model.eval()(tiny_clip(cfg)))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5, rtol=1e-4)
