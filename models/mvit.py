@@ -129,8 +129,9 @@ class MultiScaleAttention(nn.Module):
                 nn.init.trunc_normal_(self.rel_pos_t, std=0.02)
 
     def rel_pos_terms(self, q, q_thw, k_thw):
-        """[(q . R[qpos, j] for every key coordinate j, key coordinate index per key token)] for the
-        spatial-h, spatial-w and temporal terms; q is the unscaled pooled query (class token dropped)."""
+        """[(q . R[query position, j] for every key coordinate j  [B, heads, qt, qh, qw, size], size,
+        axis of the coordinate in (t, h, w))] for the spatial-h, spatial-w and temporal terms; q is the
+        unscaled pooled query without its class token."""
         b, n, _, c = q.shape
         qt, qh, qw = q_thw
         kt, kh, kw = k_thw
@@ -152,7 +153,7 @@ class MultiScaleAttention(nn.Module):
             if self.attn_impl == "math":
                 return ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
             return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        b, n, nq, c = q.shape
+        b, n, _, c = q.shape
         terms = self.rel_pos_terms(q[:, :, s:], q_thw, k_thw)
         grid = torch.stack(torch.meshgrid(*[torch.arange(x, device=q.device) for x in k_thw], indexing="ij"), -1).view(-1, 3)
         if self.attn_impl == "math":  # PySlowFast: logits + bias, softmax, @ v

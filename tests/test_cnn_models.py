@@ -519,3 +519,17 @@ def test_channels_last_3d_gives_the_same_logits(name):
         model, cfg = tiny_model(name, channels_last=cl)
         outs.append(model.eval()(tiny_clip(cfg)))
     assert torch.allclose(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+
+
+def test_mvit_gradient_checkpointing_matches():
+    results = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model, cfg = tiny_model("mvitv2", grad_ckpt=ckpt, drop_path=0.3)
+        model.train()
+        torch.manual_seed(5)  # the recomputation replays the same drop-path masks
+        loss = F.cross_entropy(model(tiny_clip(cfg)), torch.tensor([0, 1]))
+        loss.backward()
+        results.append((loss.item(), [p.grad for p in model.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(results[0][1], results[1][1]))
