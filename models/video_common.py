@@ -1,0 +1,206 @@
+"""Helpers shared by the PySlowFast-family model files (resnet, x3d, slowfast, mvit).
+
+Not a model itself (there is no video_common.yaml). It holds the three things every one of those
+files needs in the same form:
+
+  * VideoInput: uint8 [B, T, 3, H, W] -> normalised float [B, 3, T, H, W] on the model's device, with
+    the recipe's mean/std (0-255 units) kept as non-persistent buffers (not in the state dict);
+  * load_pretrained: reads a released checkpoint by path (PySlowFast `{'model_state': ...}`, a plain
+    state dict, or a DDP `module.` dict), drops a classifier head whose class count differs and
+    refuses every other mismatch with a one-line message;
+  * the PySlowFast CNN initialisation (c2_msra_fill + zero-init of each block's last BN) and a
+    gradient-checkpoint wrapper that does not update BatchNorm statistics twice.
+"""
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+
+class VideoInput(nn.Module):
+    """uint8 clip [B, T, 3, H, W] (RGB 0-255) -> float [B, 3, T, H, W] normalised with mean/std (0-255).
+
+    `bgr` reverses the channel order first (PySlowFast DATA.REVERSE_INPUT_CHANNEL, used by its SSv2
+    configs); `channels_last` returns a channels_last_3d tensor for the convolution stack."""
+
+    def __init__(self, mean, std, bgr: bool = False, channels_last: bool = False):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.get_default_dtype()).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.get_default_dtype()).view(1, 3, 1, 1, 1), persistent=False)
+        self.bgr, self.channels_last = bgr, channels_last
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        x = video.permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W], a view
+        if self.bgr:
+            x = x.flip(1)
+        x = (x.to(self.mean.dtype) - self.mean) / self.std  # float32 unless the model was cast
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last_3d)
+        return x.contiguous()
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool, mask: torch.Tensor = None) -> torch.Tensor:
+    """Stochastic depth per sample (PySlowFast common.drop_path); `mask` reuses a given [B, 1, ...] mask."""
+    if not training or (p == 0.0 and mask is None):
+        return x
+    if mask is None:
+        mask = drop_path_mask(x.shape[0], x.ndim, p, x.device, x.dtype)
+    return x * mask
+
+
+def drop_path_mask(batch: int, ndim: int, p: float, device, dtype=torch.float32) -> torch.Tensor:
+    keep = 1.0 - p
+    mask = (keep + torch.rand((batch,) + (1,) * (ndim - 1), device=device, dtype=dtype)).floor_()
+    return mask.div_(keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# PySlowFast CNN initialisation and BatchNorm-aware gradient checkpointing
+
+
+def init_pyslowfast_cnn(model: nn.Module, fc_init_std: float = 0.01, zero_init_final_bn: bool = True) -> None:
+    """slowfast/utils/weight_init_helper.init_weights: conv -> kaiming normal (fan_out, relu; fvcore's
+    c2_msra_fill), BN -> 1/0 (0 for each residual branch's last BN when zero_init_final_bn), linear ->
+    N(0, fc_init_std) with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            final = getattr(m, "transform_final_bn", False) and zero_init_final_bn
+            nn.init.constant_(m.weight, 0.0 if final else 1.0)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=fc_init_std)
+            nn.init.zeros_(m.bias)
+
+
+def batchnorm_param_names(model: nn.Module) -> set:
+    """Names of BN weights/biases: PySlowFast trains them without weight decay (BN.WEIGHT_DECAY 0)."""
+    return {f"{name}.{p}" for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in ("weight", "bias")}
+
+
+@contextlib.contextmanager
+def _frozen_bn_stats(module: nn.Module):
+    """During the recomputation of a checkpointed block, BN must not update its running statistics a
+    second time: momentum 0 keeps them (the batch statistics used for the output are unchanged)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(bns, saved):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
+def checkpointed(module: nn.Module, *args):
+    """torch.utils.checkpoint of `module(*args)` (non-reentrant), BN statistics updated once."""
+    return checkpoint(module, *args, use_reentrant=False,
+                      context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(module)))
+
+
+# ---------------------------------------------------------------------------------------------
+# released checkpoints
+
+
+HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def extract_state(obj, source="checkpoint") -> dict:
+    """A loaded checkpoint object -> flat {name: tensor}. Accepts the PySlowFast / pytorchvideo
+    container {'model_state': ...} (TRAIN.CHECKPOINT_TYPE pytorch; also {'state_dict': ...},
+    {'model': ...}) and a plain state dict; strips a DDP `module.` prefix."""
+    state = obj
+    if isinstance(obj, dict):
+        for key in ("model_state", "state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SystemExit(f"error: {source} holds no state dict (expected {{'model_state': ...}} or a plain {{name: tensor}} dict)")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path) -> dict:
+    """Read a checkpoint file with weights_only=True (nothing but tensors and plain containers is
+    unpickled) and return its flat state dict."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"error: pretrained checkpoint '{path}' not found (pretrained takes a file path; nothing is downloaded)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure gets the same explanation
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise SystemExit(
+            f"error: {path} is not a PyTorch checkpoint readable with weights_only=True ({type(e).__name__}: {first}); "
+            f"Caffe2 .pkl files of the PySlowFast model zoo are not supported (load them with PySlowFast's "
+            f"CHECKPOINT_TYPE caffe2 and save model.state_dict())")
+    return extract_state(obj, str(path))
+
+
+def _names(keys, limit=4) -> str:
+    keys = sorted(keys)
+    more = f", ... {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_name: str = "model", log=_log) -> dict:
+    """Copy `state` into `model`. It must match exactly, except:
+      * a classifier head (head.projection.*) of another class count is dropped (kept at its init);
+      * BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum).
+    Anything else (missing or unexpected keys, other shape mismatches) raises SystemExit with a
+    one-line message. Returns a small report dict."""
+    own = model.state_dict()
+    dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape != own[k].shape]
+    if dropped:
+        log(f"{model_name}: dropping the classifier head of {source} ({state[dropped[0]].shape[0]} classes; "
+            f"this model has {own[dropped[0]].shape[0]}), it stays freshly initialised")
+        state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+        expected = {k for k in own if k not in HEAD_KEYS}
+    else:
+        expected = set(own)
+    missing = {k for k in expected - set(state) if not k.endswith("num_batches_tracked")}
+    unexpected = set(state) - set(own)
+    wrong = sorted(k for k in set(state) & expected if state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_names(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of another shape ({k}: checkpoint {list(state[k].shape)} vs model "
+                         f"{list(own[k].shape)}{', ...' if len(wrong) > 1 else ''})")
+        raise SystemExit(f"error: {source} does not fit {model_name}: " + "; ".join(parts))
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v.to(own[k].dtype))
+    log(f"{model_name}: loaded {len(state)} tensors from {source}")
+    return {"loaded": len(state), "dropped_head": bool(dropped)}
+
+
+def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
+    """Load the checkpoint file `spec` into `model` ('none'/None/'' keeps the fresh initialisation)."""
+    if spec in (None, "", "none", False):
+        return {"loaded": 0}
+    if not isinstance(spec, (str, Path)):
+        raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")
+    return load_state(model, read_state_dict(spec), f"checkpoint {spec}", model_name, log)
