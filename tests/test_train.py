@@ -140,3 +140,17 @@ def test_checkpoints_of_another_model_or_class_count_are_refused(synta_tiny, tmp
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match=r"is not a checkpoint written by train.py"):
         evaluate.main(["--ckpt", str(tmp_path / "junk.pt")])
+
+
+@pytest.mark.parametrize("model", ["c2d", "i3d", "x3d", "slowfast", "mvitv2", "revmvit"])
+def test_video_models_train_and_evaluate_in_both_directions(model, synta_tiny, tmp_path, capsys):
+    _, splits = synta_tiny
+    for s in (1, 2):
+        result = train.main(train_args(splits, tmp_path / f"set{s}", model, "--train-set", str(s), "--epochs", "1"))
+        assert result["model"] == model and result["train_set"] == s
+        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+    capsys.readouterr()
+    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
+    assert "average of the two directions" in capsys.readouterr().out
+    assert summary["average"]["known"] == pytest.approx(
+        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
