@@ -127,8 +127,30 @@ def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_ratio
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def mix_batch(clips, labels, num_classes: int, tc: dict, rng):
+    """Mixup / CutMix on a uint8 batch on the device -> (clips, soft targets [B, K]): one lambda per
+    batch, each clip mixed with the batch reversed; every draw comes from the numpy generator `rng`."""
+    use_cutmix = tc["cutmix"] > 0 and (tc["mixup"] <= 0 or rng.random() < tc["mix_switch_prob"])
+    alpha = tc["cutmix"] if use_cutmix else tc["mixup"]
+    lam = float(rng.beta(alpha, alpha))
+    partner = clips.flip(0)
+    if use_cutmix:
+        h, w = clips.shape[-2:]
+        cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0, y1, x0, x1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h), max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+        clips = clips.clone()
+        clips[..., y0:y1, x0:x1] = partner[..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
+    else:
+        clips = (lam * clips.float() + (1 - lam) * partner.float()).round_().to(torch.uint8)
+    one_hot = F.one_hot(labels, num_classes).float()
+    return clips, lam * one_hot + (1 - lam) * one_hot.flip(0)
+
+
 def compute_loss(model, clips, labels, label_smoothing: float = 0.0):
-    """Cross-entropy of the model's logits plus any loss the model adds itself -> (loss, logits)."""
+    """Cross-entropy of the model's logits (labels: class ids or soft targets) plus any loss the model
+    adds itself -> (loss, logits)."""
     out = model(clips)
     logits = out["logits"] if isinstance(out, dict) else out
     loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
@@ -335,10 +357,14 @@ def run(args):
         for i, (clips, labels, _, failures) in enumerate(loader):
             failures_total += failures
             clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            targets = labels
+            if tc["mixup"] > 0 or tc["cutmix"] > 0:
+                mix_rng = np.random.default_rng([tc["seed"], epoch, skip * tc["accum_steps"] + i, rank])
+                clips, targets = mix_batch(clips, labels, len(class_names), tc, mix_rng)
             last_micro = (i + 1) % tc["accum_steps"] == 0
             sync = train_model.no_sync() if world > 1 and not last_micro and hasattr(train_model, "no_sync") else contextlib.nullcontext()
             with sync, autocast(device, precision):
-                loss, logits = compute_loss(train_model, clips, labels, tc["label_smoothing"])
+                loss, logits = compute_loss(train_model, clips, targets, tc["label_smoothing"])
             scaler.scale(loss / tc["accum_steps"]).backward()
             loss_sum += loss.detach()
             correct += (logits.argmax(-1) == labels).sum()

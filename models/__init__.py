@@ -74,6 +74,9 @@ DEFAULTS = {
         "warmup_start_factor": 0.0,
         "grad_clip": 1.0,  # max gradient norm; 0 disables
         "label_smoothing": 0.0,
+        "mixup": 0.0,  # Beta(a, a) of mixup; 0 disables
+        "cutmix": 0.0,  # Beta(a, a) of cutmix; 0 disables
+        "mix_switch_prob": 0.5,  # with both on: probability of cutmix instead of mixup
         "precision": "bf16",  # bf16 | fp16 (grad scaler) | fp32; CPU runs always use fp32
         "workers": 8,
         "seed": 0,

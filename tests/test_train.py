@@ -154,3 +154,21 @@ def test_video_models_train_and_evaluate_in_both_directions(model, synta_tiny, t
     assert "average of the two directions" in capsys.readouterr().out
     assert summary["average"]["known"] == pytest.approx(
         (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+
+
+def test_mixup_and_cutmix_targets_weigh_the_pixels_they_mix():
+    import numpy as np
+
+    clips = torch.zeros(2, 1, 3, 10, 10, dtype=torch.uint8)
+    clips[1] = 200
+    labels = torch.tensor([0, 3])
+    tc = {"mixup": 0.8, "cutmix": 0.0, "mix_switch_prob": 0.5}
+    mixed, targets = train.mix_batch(clips, labels, 4, tc, np.random.default_rng(0))
+    lam = targets[0, 0].item()
+    assert targets.sum(1).tolist() == pytest.approx([1.0, 1.0]) and targets[0, 3].item() == pytest.approx(1 - lam)
+    assert mixed[0].float().mean().item() == pytest.approx(200 * (1 - lam), abs=0.6)
+    tc = {"mixup": 0.0, "cutmix": 1.0, "mix_switch_prob": 0.5}
+    mixed, targets = train.mix_batch(clips, labels, 4, tc, np.random.default_rng(1))
+    pasted = (mixed[0] == 200).float().mean().item()  # share of clip 0 now showing clip 1
+    assert targets[0, 3].item() == pytest.approx(pasted) and targets[1, 0].item() == pytest.approx(pasted)
+    assert set(mixed.unique().tolist()) <= {0, 200}
