@@ -37,6 +37,7 @@ AWKWARD = [
     "🥊👊 boxing 😀🎉 emoji",
     "日本語のテキスト 中文字符 한국어",
     "&amp;lt;b&amp;gt; html &quot;quoted&quot; &#39;s &nbsp; &eacute;",
+    "<b>tom &amp; jerry</b> &quot;caf&eacute;&quot; &amp;amp;",  # markup: ftfy leaves entities to html.unescape
     "it's they're we've I'm you'll he'd DON'T",
     "  multiple   spaces\tand\nnewlines \u00a0 ",
     "mojibake: Ã©tÃ© â€œquoteâ€\x9d",

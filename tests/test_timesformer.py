@@ -70,6 +70,14 @@ def test_full_size_has_the_released_keys_in_order():
         model = build_model(cfg, [str(i) for i in range(400)])
     assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == [(k, v) for k, v in ref["keys"].items()]
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 12 * 3 + 1 and all(m.eps == 1e-6 for m in norms)
+
+
+def test_mlp_uses_exact_gelu():
+    x = torch.linspace(-4, 4, 101)
+    act = tiny_model().model.blocks[0].mlp.act
+    torch.testing.assert_close(act(x), 0.5 * x * (1 + torch.erf(x / 2 ** 0.5)), atol=1e-6, rtol=0)
 
 
 def test_full_size_official_container_loads_with_nothing_missing():
@@ -114,6 +122,14 @@ def mha(attn, x):
     return attn.proj((w @ v).transpose(0, 1).reshape(length, d))
 
 
+def ln(norm, x):
+    return F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, eps=1e-6)
+
+
+def mlp(m, x):
+    return m.fc2(F.gelu(m.fc1(x)))  # exact GELU
+
+
 def reference_logits(net, frames):
     """Divided space-time attention written token by token from the paper's description:
     token (p, t) = patch p of frame t; per block: time attention over each position's T tokens
@@ -129,20 +145,20 @@ def reference_logits(net, frames):
         for blk in net.blocks:
             for p in range(N):
                 seq = torch.stack([tok[(p, t)] for t in range(T)])
-                res = blk.temporal_fc(mha(blk.temporal_attn, blk.temporal_norm1(seq)))
+                res = blk.temporal_fc(mha(blk.temporal_attn, ln(blk.temporal_norm1, seq)))
                 for t in range(T):
                     tok[(p, t)] = tok[(p, t)] + res[t]
             cls_out, new = [], {}
             for t in range(T):
                 seq = torch.stack([cls] + [tok[(p, t)] for p in range(N)])
-                res = mha(blk.attn, blk.norm1(seq))
+                res = mha(blk.attn, ln(blk.norm1, seq))
                 cls_out.append(res[0])
                 for p in range(N):
                     new[(p, t)] = tok[(p, t)] + res[1 + p]
             cls, tok = cls + torch.stack(cls_out).mean(0), new
-            cls = cls + blk.mlp(blk.norm2(cls))
-            tok = {key: v + blk.mlp(blk.norm2(v)) for key, v in tok.items()}
-        out.append(net.head(net.norm(cls)))
+            cls = cls + mlp(blk.mlp, ln(blk.norm2, cls))
+            tok = {key: v + mlp(blk.mlp, ln(blk.norm2, v)) for key, v in tok.items()}
+        out.append(net.head(ln(net.norm, cls)))
     return torch.stack(out)
 
 
@@ -153,6 +169,16 @@ def test_matches_a_token_by_token_reference():
         x = (video.float() - model.mean) / model.std
         torch.testing.assert_close(model.model(x), reference_logits(model.model, x), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(model(video), reference_logits(model.model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_bgr_reverses_the_channels_before_normalising():
+    rgb = randomise(tiny_model()).eval()
+    bgr = tiny_model(bgr=True).eval()
+    bgr.load_state_dict(rgb.state_dict())
+    video = torch.randint(0, 256, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(bgr(video), rgb(video.flip(2)))
+        assert not torch.allclose(bgr(video), rgb(video))
 
 
 def test_token_order_time_mixes_one_position_space_mixes_one_frame():
