@@ -127,6 +127,20 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+def without_key_bias(qkv_bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A packed [q, k, v] bias with its key third replaced by zeros.
+
+    The key bias adds q.b_k to every score of a query, the same for all keys, which softmax ignores:
+    attention outputs do not depend on it and its exact gradient is zero. Applied, its computed
+    gradient is rounding noise that Adam scales up to full-size steps (and that differs between a
+    1-process and a 2-process run); left out, the gradient is exactly zero and the parameter, kept
+    for the checkpoint layout, stays at its loaded value. Outputs are unchanged up to rounding."""
+    if qkv_bias is None:
+        return None
+    q, k, v = qkv_bias.chunk(3)
+    return torch.cat([q, torch.zeros_like(k), v])
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head attention with nn.MultiheadAttention's parameters (packed `in_proj_weight` [3D, D],
     `in_proj_bias` [3D], `out_proj` Linear) and initialisation, computed batch-first with
@@ -136,7 +150,7 @@ class MultiheadAttention(nn.Module):
     key/value default to query (self-attention, one packed projection). attn_mask follows SDPA:
     a float mask is added to the scores, a bool mask is True where attention is ALLOWED (the
     opposite of nn.MultiheadAttention's bool masks); shape [Lq, Lk] or broadcastable to
-    [N, heads, Lq, Lk]."""
+    [N, heads, Lq, Lk]. The key third of in_proj_bias is not applied (see without_key_bias)."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -160,13 +174,14 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
                 attn_mask: torch.Tensor = None, is_causal: bool = False) -> torch.Tensor:
+        bias = without_key_bias(self.in_proj_bias)
         if key is None and value is None:
-            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = F.linear(query, self.in_proj_weight, bias).chunk(3, dim=-1)
         else:
             key = query if key is None else key
             value = key if value is None else value
             ws = self.in_proj_weight.chunk(3)
-            bs = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None,) * 3
+            bs = bias.chunk(3) if bias is not None else (None,) * 3
             q, k, v = (F.linear(t, w, b) for t, w, b in zip((query, key, value), ws, bs))
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         if attn_mask is not None and attn_mask.is_floating_point():

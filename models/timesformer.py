@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import (DropPath, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
-                         resize_pos_embed)
+                         resize_pos_embed, without_key_bias)
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
@@ -65,7 +65,8 @@ def _log(msg: str) -> None:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a packed qkv Linear and an output proj (timm names), via SDPA."""
+    """Multi-head self-attention with a packed qkv Linear and an output proj (timm names), via SDPA.
+    The key third of qkv.bias is not applied: it cannot change the output (models.clip.without_key_bias)."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
@@ -76,7 +77,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
-        q, k, v = self.qkv(x).view(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(x, self.qkv.weight, without_key_bias(self.qkv.bias))  # the key bias cannot change the output
+        q, k, v = qkv.view(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(n, length, dim)))
 

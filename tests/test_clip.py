@@ -169,6 +169,19 @@ def test_attention_matches_nn_multiheadattention():
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_key_bias_gets_an_exactly_zero_gradient():
+    """The key bias cannot change attention outputs (test above: the reference applies it, this
+    module does not); it must not pick up rounding noise that Adam would turn into updates."""
+    torch.manual_seed(0)
+    attn = mc.MultiheadAttention(32, 4)
+    with torch.no_grad():
+        attn.in_proj_bias.normal_()
+    x, kv = torch.randn(2, 5, 32), torch.randn(2, 3, 32)
+    (attn(x).square().sum() + attn(x, kv).square().sum()).backward()
+    q_grad, k_grad, v_grad = attn.in_proj_bias.grad.chunk(3)
+    assert torch.count_nonzero(k_grad) == 0 and torch.count_nonzero(q_grad) > 0 and torch.count_nonzero(v_grad) > 0
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     plain = mc.CLIP(**SMALL)
