@@ -116,6 +116,19 @@ def test_tiny_forward_backward_on_uint8():
     assert model(torch.randint(0, 256, (1, 6, 3, 40, 48), dtype=torch.uint8)).shape == (1, 5)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    grads = []
+    for flag in (False, True):
+        model = tiny_model(grad_checkpointing=flag)
+        torch.manual_seed(1)
+        randomise(model)
+        model(video).square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, atol=1e-5, rtol=1e-4)
+
+
 def mha(attn, x):
     """Plain multi-head attention with the module's qkv / proj weights, x [L, D]."""
     length, d = x.shape
