@@ -28,7 +28,8 @@ Extending the blocks (X-CLIP message tokens, EZ-CLIP prompts, AIM / UniFormerV2 
   * `Transformer(..., block=MyBlock)` and `VisionTransformer(..., block=MyBlock)` build every layer
     as `MyBlock(width, heads, attn_mask=..., causal=..., drop_path=..., layer=i)`; a block class
     must accept those keyword arguments (pass them on to ResidualAttentionBlock.__init__).
-  * `Transformer.forward(x, **kwargs)` hands kwargs to every block (e.g. the frame count T).
+  * `Transformer.forward(x, **kwargs)` and `VisionTransformer.forward(x, **kwargs)` hand kwargs to
+    every block (e.g. the frame count T).
   * `VisionTransformer.forward(x, return_tokens=True)` returns (pooled features, patch tokens
     before ln_post), as X-CLIP's prompt generator needs; `embed()`, `ln_pre`, `transformer` and
     `pool()` are separate steps a subclass can re-order or extend.
@@ -312,9 +313,10 @@ class VisionTransformer(nn.Module):
             out = out @ self.proj
         return (out, x[:, 1:]) if return_tokens else out
 
-    def forward(self, x: torch.Tensor, return_tokens: bool = False):
+    def forward(self, x: torch.Tensor, return_tokens: bool = False, **kwargs):
+        """kwargs go to every block (Transformer.forward), e.g. a frame count for blocks that need it."""
         x = self.ln_pre(self.embed(x))
-        x = self.transformer(x)
+        x = self.transformer(x, **kwargs)
         return self.pool(x, return_tokens)
 
 

@@ -230,8 +230,7 @@ def test_blocks_can_be_subclassed_and_get_forward_kwargs():
     keys = vt.state_dict().keys()
     assert "transformer.resblocks.2.message_fc.weight" in keys and "transformer.resblocks.2.attn.in_proj_weight" in keys
     assert [b.drop_path.p for b in vt.transformer.resblocks] == pytest.approx([0.0, 0.1, 0.2])
-    tokens = vt.ln_pre(vt.embed(torch.randn(2, 3, 32, 32)))
-    vt.transformer(tokens, frames=8)
+    assert vt(torch.randn(2, 3, 32, 32), frames=8).shape == (2, 16)
     assert seen == [(0, 8), (1, 8), (2, 8)]
 
 
