@@ -18,6 +18,8 @@ Differences from OpenAI's code, none of which changes a name or a result:
     (in_proj_weight, in_proj_bias, out_proj) computed with F.scaled_dot_product_attention;
   * the text tower's causal mask is the `causal` flag of its blocks, not a tensor, so it is never in
     the state dict and SDPA can pick a causal kernel;
+  * the key third of in_proj_bias is not applied: it shifts all scores of a query equally, so it
+    cannot change a result, and left out its gradient is exactly zero (see without_key_bias);
   * master weights stay fp32 (no convert_weights): mixed precision is torch.autocast's job;
   * optional stochastic depth (drop_path) and gradient checkpointing.
 
