@@ -158,7 +158,8 @@ class VisionTransformer(nn.Module):
         self.time_drop = nn.Dropout(drop_rate)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList([
-            DividedBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rates[i]) for i in range(depth)])
+            DividedBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rates[i])
+            for i in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.dropout = nn.Dropout(dropout)  # before the head (the original defines it, its forward skips it)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -281,7 +282,7 @@ def imagenet_to_timesformer(state: dict, log=_log) -> dict:
         out[k] = v
         if k.startswith("model.blocks.") and (".attn." in k or ".norm1." in k):
             out[k.replace(".attn.", ".temporal_attn.").replace(".norm1.", ".temporal_norm1.")] = v.clone()
-    log(f"timesformer: ImageNet ViT mapped: attn -> temporal_attn, norm1 -> temporal_norm1, head dropped")
+    log("timesformer: ImageNet ViT mapped: attn -> temporal_attn, norm1 -> temporal_norm1, head dropped")
     return out
 
 

@@ -29,7 +29,8 @@ class CLIPFrameAverage(nn.Module):
         width = m.get("width", 768)
         self.visual = VisionTransformer(
             inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
-            m.get("output_dim", 512), drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
+            m.get("output_dim", 512), drop_path=m.get("drop_path", 0.0),
+            grad_checkpointing=m.get("grad_checkpointing", False))
         self.dropout = nn.Dropout(m.get("dropout", 0.0))
         self.head = nn.Linear(m.get("output_dim", 512), num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
