@@ -1,0 +1,322 @@
+"""TimeSformer (Bertasius et al., ICML 2021): ViT-B/16 with divided space-time attention.
+
+An independent implementation; only the parameter names and shapes follow the released checkpoint
+(TimeSformer_divST_8x32_224_K400.pyth: {'model_state': {...}}, every key prefixed `model.`), so
+it loads by name. The wrapper holds the network as `self.model`:
+
+    model.cls_token [1,1,D], model.pos_embed [1,1+N,D], model.time_embed [1,T,D],
+    model.patch_embed.proj (Conv2d p x p, with bias),
+    model.blocks.i.{norm1, attn.qkv (bias), attn.proj, temporal_norm1, temporal_attn.qkv,
+                    temporal_attn.proj, temporal_fc, norm2, mlp.fc1, mlp.fc2},
+    model.norm, model.head
+
+LayerNorm eps 1e-6, exact GELU, stochastic depth rising linearly to drop_path.
+
+Token layout: [CLS, patch tokens ordered (position, frame)], i.e. position-major and frame-minor
+(token 1 + p*T + t is patch p of frame t); the released weights depend on it. Each block:
+  1. temporal: for every position, attention over its T tokens (temporal_norm1, temporal_attn),
+     then temporal_fc, added to the patch tokens (the class token takes no part);
+  2. spatial: for every frame, attention over [CLS, its N patch tokens] (norm1, attn); the T class
+     token outputs are averaged; both added residually;
+  3. mlp(norm2) on all tokens.
+temporal_fc is zero-initialised in blocks >= 1, so those blocks start as plain ViT blocks.
+Features: norm(x)[:, 0] -> head. Stochastic depth draws its mask per row of the tensor each
+branch works on, as the original: per (clip, position) for the temporal branch, per (clip, frame)
+for the spatial one, per clip for the MLP.
+
+Inputs of another frame count or size than the model was built for use nearest-neighbour
+resampled time embeddings (as the original) and bicubic resampled position embeddings.
+
+Pretrained (recipe key `pretrained`):
+  * 'imagenet': timm's ViT-B/16 (IN-21k + IN-1k fine-tune, jx_vit_base_p16_224-80ecf9dd.pth,
+    downloaded once into $MT_CACHE/timm or torch.hub's checkpoint folder, SHA256 prefix checked),
+    mapped as the original does: attn -> temporal_attn and norm1 -> temporal_norm1 copied, ImageNet
+    head dropped, time_embed and temporal_fc keep their initialisation;
+  * a path: the released .pyth ({'model_state'} with `model.` keys), a plain TimeSformer state dict
+    (with or without `model.`), or a timm-layout ImageNet ViT state dict (mapped as above);
+    time_embed / pos_embed are resampled to this model's frames / size, and a head of another
+    class count is dropped;
+  * 'none'.
+The released SSv2 checkpoint was most likely trained on BGR frames (implementations.md §7.4): set
+model.bgr true to evaluate it.
+
+The original code is CC BY-NC 4.0; nothing of it is used here beyond parameter names and shapes.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from models.clip import (DropPath, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
+                         resize_pos_embed, without_key_bias)
+
+# timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
+# digits of the file name are the start of its SHA256 (torch.hub convention).
+IMAGENET_URL = ("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/"
+                "jx_vit_base_p16_224-80ecf9dd.pth")
+IMAGENET_NAMES = ("imagenet", "vit_base_patch16_224", "jx_vit_base_p16_224")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a packed qkv Linear and an output proj (timm names), via SDPA.
+    The key third of qkv.bias is not applied: it cannot change the output (models.clip.without_key_bias)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop, self.proj_drop = attn_drop, nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        qkv = F.linear(x, self.qkv.weight, without_key_bias(self.qkv.bias))  # the key bias cannot change the output
+        q, k, v = qkv.view(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(n, length, dim)))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DividedBlock(nn.Module):
+    """Temporal attention, then spatial attention, then MLP (see the module docstring)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.temporal_norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.temporal_attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        b, length, d = x.shape
+        t = frames
+        n = (length - 1) // t
+        cls, patches = x[:, :1], x[:, 1:]
+        # temporal: [B, (N T), D] -> [(B N), T, D], attention over the frames of each position
+        xt = patches.reshape(b * n, t, d)
+        res_t = self.drop_path(self.temporal_attn(self.temporal_norm1(xt)))
+        patches = patches + self.temporal_fc(res_t.reshape(b, n * t, d))
+        # spatial: [B, (N T), D] -> [(B T), N, D] with the class token in front of every frame
+        xs = patches.reshape(b, n, t, d).transpose(1, 2).reshape(b * t, n, d)
+        xs = torch.cat([cls.expand(b, t, d).reshape(b * t, 1, d), xs], dim=1)
+        res_s = self.drop_path(self.attn(self.norm1(xs)))
+        res_cls = res_s[:, 0].reshape(b, t, d).mean(1, keepdim=True)
+        res_p = res_s[:, 1:].reshape(b, t, n, d).transpose(1, 2).reshape(b, n * t, d)
+        x = torch.cat([cls + res_cls, patches + res_p], dim=1)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor):
+        """frames [M, 3, H, W] -> tokens [M, h*w, D], grid (h, w)."""
+        x = self.proj(x)
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[-2:])
+
+
+class VisionTransformer(nn.Module):
+    """The TimeSformer network (`model.*` of the checkpoint). forward(frames [B, T, 3, H, W], normalised)."""
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, num_classes: int = 400, embed_dim: int = 768,
+                 depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, num_frames: int = 8,
+                 dropout: float = 0.0, grad_checkpointing: bool = False):
+        super().__init__()
+        self.grid = img_size // patch_size
+        self.num_frames = num_frames
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid ** 2 + 1, embed_dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        self.patch_embed = PatchEmbed(patch_size, embed_dim)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.time_drop = nn.Dropout(drop_rate)
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList([
+            DividedBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rates[i])
+            for i in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.dropout = nn.Dropout(dropout)  # before the head (the original defines it, its forward skips it)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.grad_checkpointing = grad_checkpointing
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for blk in list(self.blocks)[1:]:
+            nn.init.zeros_(blk.temporal_fc.weight)
+            nn.init.zeros_(blk.temporal_fc.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        tokens, grid = self.patch_embed(x.flatten(0, 1))  # [(B T), N, D]
+        n, d = tokens.shape[1], tokens.shape[2]
+        pos = self.pos_embed if grid == (self.grid, self.grid) else resize_pos_embed(self.pos_embed, grid)
+        time = self.time_embed
+        if t != time.shape[1]:
+            time = F.interpolate(time.transpose(1, 2), size=t, mode="nearest").transpose(1, 2)
+        cls = self.pos_drop((self.cls_token + pos[:, :1]).expand(b, 1, d))
+        patches = self.pos_drop(tokens + pos[:, 1:])
+        # [(B T), N, D] -> [B, N, T, D] + time -> [B, (N T), D]: position-major, frame-minor
+        patches = patches.reshape(b, t, n, d).transpose(1, 2) + time.unsqueeze(1)
+        patches = self.time_drop(patches).reshape(b, n * t, d)
+        x = torch.cat([cls, patches], dim=1)
+        recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        for blk in self.blocks:
+            x = checkpoint(blk, x, t, use_reentrant=False) if recompute else blk(x, t)
+        return self.norm(x)[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.forward_features(x)))
+
+
+class TimeSformer(nn.Module):
+    """uint8 video [B, T, 3, H, W] -> logits; normalisation with the recipe's mean/std inside."""
+
+    def __init__(self, cfg: dict, num_classes: int):
+        super().__init__()
+        m, inp = cfg["model"], cfg["input"]
+        self.model = VisionTransformer(
+            img_size=inp["size"], patch_size=m.get("patch_size", 16), num_classes=num_classes,
+            embed_dim=m.get("embed_dim", 768), depth=m.get("depth", 12), num_heads=m.get("num_heads", 12),
+            mlp_ratio=m.get("mlp_ratio", 4.0), qkv_bias=m.get("qkv_bias", True), drop_rate=m.get("drop", 0.0),
+            attn_drop_rate=m.get("attn_drop", 0.0), drop_path_rate=m.get("drop_path", 0.1), num_frames=inp["frames"],
+            dropout=m.get("dropout", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
+        self.bgr = bool(m.get("bgr", False))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        x = video.flip(2) if self.bgr else video
+        x = (x.to(self.mean.dtype) - self.mean) / self.std
+        return self.model(x)
+
+    def no_weight_decay(self) -> set:
+        return {"model.pos_embed", "model.cls_token", "model.time_embed"}
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        state, source = read_timesformer_weights(spec, log=log)
+        if state is None:
+            return {"loaded": 0}
+        return load_into(self, state, source, log=log)
+
+
+# ---------------------------------------------------------------------------------------------
+# weights
+
+
+def read_timesformer_weights(spec, log=_log):
+    """(state dict with `model.` keys, source) for a pretrained spec; (None, None) for 'none'."""
+    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        return None, None
+    spec = str(spec)
+    if spec in IMAGENET_NAMES:
+        name = IMAGENET_URL.rsplit("/", 1)[-1]
+        hint = (f"put a copy of {name} on this machine and pass it as `pretrained: /path/to/{name}` "
+                f"(or --set pretrained=/path/to/{name}), or train from scratch with `pretrained: none`")
+        path = download(IMAGENET_URL, name.rsplit("-", 1)[-1].split(".")[0], cache_dir("timm"),
+                        "the ImageNet ViT-B/16 weights", hint, log=log)
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: TimeSformer weights '{spec}' not found: pretrained takes 'imagenet', the path of a "
+                             f"TimeSformer .pyth or ViT state dict, or none")
+    source = str(path)
+    state = extract_state_dict(read_checkpoint(path, "TimeSformer weights"), source,
+                               containers=("model_state", "state_dict", "model"))
+    if not any(k.startswith("model.") for k in state):
+        state = {"model." + k: v for k, v in state.items()}
+    if not any(".temporal_attn." in k for k in state) and any(".attn.qkv." in k for k in state):
+        state = imagenet_to_timesformer(state, log=log)
+        source = f"{source} (ImageNet ViT, mapped to divided space-time)"
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source
+
+
+def imagenet_to_timesformer(state: dict, log=_log) -> dict:
+    """An image ViT (timm names under `model.`) -> TimeSformer keys, as the original initialisation:
+    each block's attn.* and norm1.* copied to temporal_attn.* / temporal_norm1.*, the ImageNet head
+    (and pre_logits) dropped; time_embed and temporal_fc are left to the model's initialisation."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith(("model.head.", "model.pre_logits.")):
+            continue
+        if k == "model.patch_embed.proj.weight" and v.ndim == 2:  # a linear patch projection
+            side = int(round((v.shape[1] / 3) ** 0.5))
+            v = v.reshape(v.shape[0], 3, side, side)
+        out[k] = v
+        if k.startswith("model.blocks.") and (".attn." in k or ".norm1." in k):
+            out[k.replace(".attn.", ".temporal_attn.").replace(".norm1.", ".temporal_norm1.")] = v.clone()
+    log("timesformer: ImageNet ViT mapped: attn -> temporal_attn, norm1 -> temporal_norm1, head dropped")
+    return out
+
+
+def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
+    """Fit `state` (`model.` keys) to `model` and load it: time_embed (nearest, as the original) and
+    pos_embed (bicubic) resampled to the model's frames and size; a head of another class count
+    dropped; after an ImageNet mapping, time_embed / temporal_fc / head may be missing. Anything else
+    that does not fit is a one-line error."""
+    own = model.state_dict()
+    state = dict(state)
+    te, own_te = state.get("model.time_embed"), own["model.time_embed"]
+    if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
+        state["model.time_embed"] = F.interpolate(te.transpose(1, 2), size=own_te.shape[1], mode="nearest").transpose(1, 2)
+        log(f"timesformer: time_embed of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
+    pe, own_pe = state.get("model.pos_embed"), own["model.pos_embed"]
+    if pe is not None and pe.ndim == 3 and pe.shape[1] != own_pe.shape[1] and pe.shape[2] == own_pe.shape[2]:
+        try:
+            state["model.pos_embed"] = resize_pos_embed(pe, model.model.grid)
+            log(f"timesformer: pos_embed of {source} resampled from {pe.shape[1]} to {own_pe.shape[1]} positions")
+        except ValueError:
+            pass  # not a square grid: reported as a shape mismatch below
+    head = ("model.head.weight", "model.head.bias")
+    if all(k in state for k in head) and state[head[0]].shape != own[head[0]].shape \
+            and state[head[0]].shape[1:] == own[head[0]].shape[1:]:
+        log(f"timesformer: dropping the {state[head[0]].shape[0]}-class head of {source}; this model has "
+            f"{own[head[0]].shape[0]} classes, its head stays freshly initialised")
+        state = {k: v for k, v in state.items() if k not in head}
+    allow_missing = ["model.head.*"]
+    if "ImageNet" in source:
+        allow_missing += ["model.time_embed", "model.blocks.*.temporal_fc.*"]
+    return load_checked(model, state, source, name="timesformer", allow_missing=allow_missing, log=log)
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = TimeSformer(cfg, len(class_names))
+    model.load_pretrained(cfg.get("pretrained"))
+    return model

@@ -1,0 +1,81 @@
+"""ViT: the CLIP ViT-B/16 image tower applied to every frame, frame features averaged, a linear head.
+
+A baseline outside the paper's 13 models (benchmark.md §8): the frame-averaged image model that
+every CLIP-based video model of the benchmark starts from, without their temporal modules or text.
+
+    video uint8 [B, T, 3, H, W] -> CLIP normalisation -> visual (per frame: ln_post(class token) @ proj)
+    -> [B, T, 512] -> mean over T -> dropout -> head (Linear 512 -> classes)
+
+`self.visual` is models.clip.VisionTransformer, so its state dict holds exactly the released
+`visual.*` keys of OpenAI's ViT-B-16.pt and `pretrained: ViT-B/16` loads them by name (the text
+tower's tensors are ignored). Recipe: models/vit.yaml.
+"""
+import sys
+
+import torch
+import torch.nn as nn
+
+from models.clip import VisionTransformer, load_checked, load_clip_state_dict, resize_pos_embed
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+class CLIPFrameAverage(nn.Module):
+    def __init__(self, cfg: dict, num_classes: int):
+        super().__init__()
+        m, inp = cfg["model"], cfg["input"]
+        width = m.get("width", 768)
+        self.visual = VisionTransformer(
+            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
+            m.get("output_dim", 512), drop_path=m.get("drop_path", 0.0),
+            grad_checkpointing=m.get("grad_checkpointing", False))
+        self.dropout = nn.Dropout(m.get("dropout", 0.0))
+        self.head = nn.Linear(m.get("output_dim", 512), num_classes)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.head_lr_mult = float(m.get("head_lr_mult", 1.0))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = (video.to(self.mean.dtype) - self.mean) / self.std
+        feats = self.visual(x.flatten(0, 1)).view(b, t, -1).mean(1)
+        return self.head(self.dropout(feats))
+
+    def no_weight_decay(self) -> set:
+        return {"visual.class_embedding", "visual.positional_embedding"}
+
+    def lr_multipliers(self) -> dict:
+        return {"head.": self.head_lr_mult} if self.head_lr_mult != 1.0 else {}
+
+    def load_clip_weights(self, spec, log=_log) -> dict:
+        """The `visual.*` tensors of CLIP weights `spec` (name or path; see models.clip) into self.visual.
+        positional_embedding is resampled (bicubic) when the input size differs from the weights'."""
+        state = load_clip_state_dict(spec, log=log)
+        if state is None:
+            return {"loaded": 0}
+        visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+        others = len(state) - len(visual)
+        pe = visual.get("positional_embedding")
+        if pe is not None and pe.shape[0] != self.visual.positional_embedding.shape[0]:
+            try:
+                visual["positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
+                log(f"vit: resampled positional_embedding of {spec} from {pe.shape[0]} to "
+                    f"{visual['positional_embedding'].shape[0]} positions (input size {self.visual.input_resolution})")
+            except ValueError:
+                pass  # not a square grid: load_checked reports the shape mismatch
+        report = load_checked(self.visual, visual, f"CLIP weights {spec}", name="vit.visual", log=log)
+        if others:
+            log(f"vit: the {others} text-tower tensors of {spec} are not used")
+        return report
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = CLIPFrameAverage(cfg, len(class_names))
+    model.load_clip_weights(cfg.get("pretrained"))
+    return model

@@ -1,0 +1,139 @@
+"""models/vit.py: CLIP image tower per frame, time average, linear head."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models import build_model, load_recipe  # noqa: E402
+from models import clip as mc  # noqa: E402
+
+CLASSES = [f"class {i}" for i in range(5)]
+
+
+def quiet(msg):
+    pass
+
+
+def tiny(**model):
+    cfg = load_recipe("vit", "synta", tiny=True)
+    cfg["model"].update(model)
+    return cfg
+
+
+def tiny_clip_weights(**overrides) -> mc.CLIP:
+    """A CLIP whose image tower has the tiny vit recipe's architecture."""
+    torch.manual_seed(0)
+    cfg = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+               context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
+    cfg.update(overrides)
+    return mc.CLIP(**cfg, vision_heads=2)
+
+
+def test_full_size_has_the_released_visual_keys():
+    path = SHARED / "reference" / "checkpoint_keys" / "openai_clip_vit_b16.json"
+    if not path.is_file():
+        pytest.skip("../shared/reference/checkpoint_keys is not present")
+    release = json.loads(path.read_text())["keys"]
+    cfg = load_recipe("vit", "k400ta")
+    cfg["pretrained"] = "none"
+    with torch.device("meta"):
+        model = build_model(cfg, CLASSES)
+    want = {k[len("visual."):]: v for k, v in release.items() if k.startswith("visual.")}
+    assert {k: list(v.shape) for k, v in model.visual.state_dict().items()} == want
+    assert set(model.state_dict()) == {f"visual.{k}" for k in want} | {"head.weight", "head.bias"}
+    assert model.head.weight.shape == (5, 512)
+
+
+def test_tiny_forward_backward_on_uint8():
+    torch.manual_seed(0)
+    model = build_model(load_recipe("vit", "synta", tiny=True), CLASSES)
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    logits = model(video)
+    assert logits.shape == (2, 5) and logits.dtype == torch.float32
+    logits.logsumexp(1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    assert not any("mean" in k or "std" in k for k in model.state_dict())
+    with pytest.raises(ValueError):
+        model(video.permute(0, 2, 1, 3, 4))
+
+
+def test_normalises_inside_and_averages_frames():
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = build_model(cfg, CLASSES).eval()
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    mean = torch.tensor(cfg["input"]["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["input"]["std"]).view(1, 3, 1, 1)
+    assert mean.flatten().tolist() == pytest.approx([255 * m for m in mc.CLIP_MEAN])
+    with torch.no_grad():
+        frames = (video.flatten(0, 1).float() - mean) / std
+        expected = model.head(model.visual(frames).view(2, 4, -1).mean(1))
+        torch.testing.assert_close(model(video), expected)
+        torch.testing.assert_close(model(video[:, [2, 0, 3, 1]]), expected, atol=1e-5, rtol=1e-5)  # an average over time
+        assert not torch.allclose(model(video.flip(0)), expected)
+
+
+def test_loads_the_visual_part_of_clip_weights(tmp_path):
+    src = tiny_clip_weights()
+    torch.save(src.state_dict(), tmp_path / "clip.pt")
+    logs = []
+    cfg = tiny()
+    cfg["pretrained"] = str(tmp_path / "clip.pt")
+    import models.vit as vit
+
+    model = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    report = model.load_clip_weights(cfg["pretrained"], log=logs.append)
+    assert report["missing"] == [] and report["unexpected"] == []
+    for k, v in src.visual.state_dict().items():
+        assert torch.equal(model.visual.state_dict()[k], v), k
+    assert any("text-tower tensors" in m for m in logs)
+    # another input size: positional_embedding is resampled (4x4 -> 6x6 grid), the rest is unchanged
+    cfg["input"]["size"] = 48
+    model48 = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    model48.load_clip_weights(cfg["pretrained"], log=logs.append)
+    assert model48.visual.positional_embedding.shape == (37, 64)
+    assert torch.equal(model48.visual.positional_embedding[0], src.visual.positional_embedding[0])
+    assert torch.equal(model48.visual.conv1.weight, src.visual.conv1.weight)
+    assert model48(torch.zeros(1, 4, 3, 48, 48, dtype=torch.uint8)).shape == (1, 5)
+
+
+def test_wrong_architecture_and_missing_file_are_one_line_errors(tmp_path):
+    torch.save(tiny_clip_weights(vision_width=128).state_dict(), tmp_path / "wide.pt")
+    for spec, words in ((str(tmp_path / "wide.pt"), "of another shape"), (str(tmp_path / "absent.pt"), "not found")):
+        cfg = tiny()
+        cfg["pretrained"] = spec
+        with pytest.raises(SystemExit) as e:
+            build_model(cfg, CLASSES)
+        msg = str(e.value)
+        assert msg.startswith("error: ") and "\n" not in msg and words in msg, msg
+
+
+def test_optimizer_hooks_name_real_parameters():
+    model = build_model(load_recipe("vit", "synta", tiny=True), CLASSES)
+    names = dict(model.named_parameters())
+    assert model.no_weight_decay() <= set(names)
+    mult = model.lr_multipliers()
+    assert mult == {"head.": 10.0}
+    assert {n for n in names if "head." in n} == {"head.weight", "head.bias"}
+
+
+def test_recipe():
+    for ds, epochs in (("synta", 30), ("k400ta", 50), ("ssv2ta", 50)):
+        cfg = load_recipe("vit", ds)
+        assert cfg["pretrained"] == "ViT-B/16"
+        assert cfg["input"]["frames"] == 8 and cfg["input"]["sampling"] == "segment" and cfg["input"]["size"] == 224
+        assert cfg["input"]["std"] == pytest.approx([255 * s for s in mc.CLIP_STD])
+        assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == pytest.approx(1e-5)
+        assert cfg["train"]["epochs"] == epochs and cfg["train"]["batch_size"] == 32
+        assert cfg["train"]["warmup_epochs"] > 0 and cfg["train"]["weight_decay"] == pytest.approx(0.05)
+    assert load_recipe("vit", "ssv2ta")["input"]["flip"] is False
+    assert load_recipe("vit", "synta", tiny=True)["pretrained"] == "none"
