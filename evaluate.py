@@ -26,6 +26,7 @@ from data.hierarchy import load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import read_dataset_info
 from models import build_model
+from models.weights import load_checked
 
 # ---------------------------------------------------------------------------------------------
 # runtime: processes, device, precision
@@ -222,19 +223,11 @@ def load_checkpoint(path) -> dict:
 
 
 def load_model_state(model, state: dict, source: str) -> None:
-    """Strict load with a one-line error naming the first mismatch."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shape:
-        detail = (
-            f"{len(missing)} missing (e.g. {missing[0]})" if missing else
-            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else
-            f"shape of {shape[0]} is {tuple(state[shape[0]].shape)}, the model has {tuple(own[shape[0]].shape)}"
-        )
-        raise SystemExit(f"error: {source} does not fit this model: {detail}; was it trained with another model or class count?")
-    model.load_state_dict(state)
+    """Our own checkpoints must fit exactly; a mismatch is a one-line error."""
+    try:
+        load_checked(model, state, source, name=type(model).__name__, log=lambda message: None)
+    except SystemExit as e:
+        raise SystemExit(f"{e}; was it trained with another model or class count?") from None
 
 
 def resolve_data(cfg: dict, splits: str = None, root: str = None):

@@ -50,8 +50,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import (DropPath, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
-                         resize_pos_embed, without_key_bias)
+from models.clip import DropPath, resize_pos_embed, without_key_bias
+from models.weights import cache_dir, download, extract_state_dict, load_checked, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).

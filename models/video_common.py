@@ -6,18 +6,19 @@ files needs in the same form:
   * VideoInput: uint8 [B, T, 3, H, W] -> normalised float [B, 3, T, H, W] on the model's device, with
     the recipe's mean/std (0-255 units) kept as non-persistent buffers (not in the state dict);
   * load_pretrained: reads a released checkpoint by path (PySlowFast `{'model_state': ...}`, a plain
-    state dict, or a DDP `module.` dict), drops a classifier head whose class count differs and
-    refuses every other mismatch with a one-line message;
+    state dict, or a DDP `module.` dict) through models/weights.py, drops a classifier head whose
+    class count differs and refuses every other mismatch with a one-line message;
   * the PySlowFast CNN initialisation (c2_msra_fill + zero-init of each block's last BN) and a
     gradient-checkpoint wrapper that does not update BatchNorm statistics twice.
 """
 import contextlib
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
+
+from models.weights import _log, extract_state_dict, load_checked, read_checkpoint
 
 
 class VideoInput(nn.Module):
@@ -117,90 +118,31 @@ def checkpointed(module: nn.Module, *args):
 HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def extract_state(obj, source="checkpoint") -> dict:
-    """A loaded checkpoint object -> flat {name: tensor}. Accepts the PySlowFast / pytorchvideo
-    container {'model_state': ...} (TRAIN.CHECKPOINT_TYPE pytorch; also {'state_dict': ...},
-    {'model': ...}) and a plain state dict; strips a DDP `module.` prefix."""
-    state = obj
-    if isinstance(obj, dict):
-        for key in ("model_state", "state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                state = obj[key]
-                break
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SystemExit(f"error: {source} holds no state dict (expected {{'model_state': ...}} or a plain {{name: tensor}} dict)")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def read_state_dict(path) -> dict:
-    """Read a checkpoint file with weights_only=True (nothing but tensors and plain containers is
-    unpickled) and return its flat state dict."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: pretrained checkpoint '{path}' not found (pretrained takes a file path; nothing is downloaded)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure gets the same explanation
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
-        raise SystemExit(
-            f"error: {path} is not a PyTorch checkpoint readable with weights_only=True ({type(e).__name__}: {first}); "
-            f"Caffe2 .pkl files of the PySlowFast model zoo are not supported (load them with PySlowFast's "
-            f"CHECKPOINT_TYPE caffe2 and save model.state_dict())")
-    return extract_state(obj, str(path))
-
-
-def _names(keys, limit=4) -> str:
-    keys = sorted(keys)
-    more = f", ... {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_name: str = "model", log=_log) -> dict:
-    """Copy `state` into `model`. It must match exactly, except:
-      * a classifier head (head.projection.*) of another class count is dropped (kept at its init);
-      * BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum).
-    Anything else (missing or unexpected keys, other shape mismatches) raises SystemExit with a
-    one-line message. Returns a small report dict."""
+    """Copy `state` into `model` (models/weights.py load_checked: names and shapes must match), except
+    that a classifier head (head.projection.*) of another class count is dropped and keeps its init,
+    and BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum)."""
     own = model.state_dict()
     dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape != own[k].shape]
     if dropped:
         log(f"{model_name}: dropping the classifier head of {source} ({state[dropped[0]].shape[0]} classes; "
             f"this model has {own[dropped[0]].shape[0]}), it stays freshly initialised")
         state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
-        expected = {k for k in own if k not in HEAD_KEYS}
-    else:
-        expected = set(own)
-    missing = {k for k in expected - set(state) if not k.endswith("num_batches_tracked")}
-    unexpected = set(state) - set(own)
-    wrong = sorted(k for k in set(state) & expected if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_names(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} of another shape ({k}: checkpoint {list(state[k].shape)} vs model "
-                         f"{list(own[k].shape)}{', ...' if len(wrong) > 1 else ''})")
-        raise SystemExit(f"error: {source} does not fit {model_name}: " + "; ".join(parts))
-    with torch.no_grad():
-        for k, v in state.items():
-            own[k].copy_(v.to(own[k].dtype))
-    log(f"{model_name}: loaded {len(state)} tensors from {source}")
-    return {"loaded": len(state), "dropped_head": bool(dropped)}
+    allow_missing = ["*num_batches_tracked", *(HEAD_KEYS if dropped else ())]
+    report = load_checked(model, state, source, name=model_name, allow_missing=allow_missing, log=log)
+    return {**report, "dropped_head": bool(dropped)}
 
 
 def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
-    """Load the checkpoint file `spec` into `model` ('none'/None/'' keeps the fresh initialisation)."""
+    """Load the checkpoint file `spec` ({'model_state': ...} as PySlowFast saves it, a plain or DDP
+    state dict) into `model`; 'none'/None/'' keeps the fresh initialisation."""
     if spec in (None, "", "none", False):
         return {"loaded": 0}
     if not isinstance(spec, (str, Path)):
         raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")
-    return load_state(model, read_state_dict(spec), f"checkpoint {spec}", model_name, log)
+    path = Path(spec).expanduser()
+    if path.suffix == ".pkl":
+        raise SystemExit(f"error: {path}: Caffe2 .pkl files of the PySlowFast model zoo are not supported; load it with "
+                         "PySlowFast (CHECKPOINT_TYPE caffe2) and save model.state_dict(), then pass that file")
+    state = extract_state_dict(read_checkpoint(path, "pretrained checkpoint"), str(path))
+    return load_state(model, state, f"checkpoint {spec}", model_name, log)

@@ -15,7 +15,8 @@ import sys
 import torch
 import torch.nn as nn
 
-from models.clip import VisionTransformer, load_checked, load_clip_state_dict, resize_pos_embed
+from models.clip import VisionTransformer, load_clip_state_dict, resize_pos_embed
+from models.weights import load_checked
 
 
 def _log(msg: str) -> None:

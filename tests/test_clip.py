@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from models import clip as mc  # noqa: E402
+from models import weights  # noqa: E402
 
 # Reduced CLIP: 2 heads in both towers (width // 64, so the shape-inferred config agrees), full vocabulary.
 SMALL = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
@@ -152,7 +153,7 @@ def test_attention_matches_nn_multiheadattention():
     with torch.no_grad():
         ref.in_proj_bias.normal_()
         ref.out_proj.bias.normal_()
-    mc.load_checked(mine, ref.state_dict(), log=quiet)
+    weights.load_checked(mine, ref.state_dict(), log=quiet)
     assert set(mine.state_dict()) == set(ref.state_dict())
     q, kv = torch.randn(2, 5, 48), torch.randn(2, 7, 48)
     causal = torch.full((5, 5), float("-inf")).triu(1)
@@ -278,7 +279,7 @@ def test_tokenizer_refuses_a_damaged_vocabulary(tmp_path):
     bad.write_bytes(bytes(raw))
     with pytest.raises(SystemExit, match="damaged"):
         mc.SimpleTokenizer(bad)
-    assert mc.file_sha256(mc.BPE_PATH) == mc.BPE_SHA256
+    assert weights.file_sha256(mc.BPE_PATH) == mc.BPE_SHA256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_release_layout_with_extras_loads_with_nothing_missing():
     with torch.device("meta"):
         model = mc.CLIP(**mc.clip_config(state))
     model.to_empty(device="cpu")
-    report = mc.load_checked(model, state, "release layout", log=quiet)
+    report = weights.load_checked(model, state, "release layout", log=quiet)
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == 302
     assert model.visual.conv1.weight.dtype == torch.float32 and float(model.visual.conv1.weight.detach().abs().sum()) == 0.0
 
@@ -414,15 +415,15 @@ def test_wrong_architecture_is_refused(tmp_path):
     other = mc.CLIP(**{**SMALL, "vision_width": 64, "embed_dim": 16})
     model = mc.CLIP(**SMALL)
     with pytest.raises(SystemExit) as e:
-        mc.load_checked(model, other.state_dict(), "other.pt", name="CLIP", log=quiet)
+        weights.load_checked(model, other.state_dict(), "other.pt", name="CLIP", log=quiet)
     assert "of another shape" in one_line_exit(e)
     extra = {**model.state_dict(), "visual.transformer.resblocks.0.message_fc.weight": torch.zeros(2, 2)}
     with pytest.raises(SystemExit) as e:
-        mc.load_checked(model, extra, "xclip.pth", log=quiet)
+        weights.load_checked(model, extra, "xclip.pth", log=quiet)
     assert "1 unexpected (visual.transformer.resblocks.0.message_fc.weight)" in one_line_exit(e)
     partial = {k: v for k, v in model.state_dict().items() if not k.startswith("transformer.")}
     with pytest.raises(SystemExit) as e:
-        mc.load_checked(model, partial, "visual-only.pt", log=quiet)
+        weights.load_checked(model, partial, "visual-only.pt", log=quiet)
     assert "missing" in one_line_exit(e)
     torch.save(other.state_dict(), tmp_path / "small.pt")
     with pytest.raises(SystemExit) as e:

@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from models import build_model, load_recipe  # noqa: E402
-from models.video_common import extract_state, load_pretrained, load_state  # noqa: E402
+from models.video_common import load_pretrained, load_state  # noqa: E402
+from models.weights import extract_state_dict  # noqa: E402
 
 NAMES = ["c2d", "i3d", "x3d", "slowfast", "mvitv2", "revmvit"]
 K400 = [f"class{i}" for i in range(400)]
@@ -258,13 +259,13 @@ def test_released_checkpoint_layout_loads(name):
     with torch.device("meta"):
         container = {"epoch": 196, "model_state": {k: torch.empty(s) for k, s in layout.items()}, "cfg": "MODEL: ..."}
     messages = []
-    report = load_state(model, extract_state(container), "released", name, messages.append)
-    assert report == {"loaded": len(layout), "dropped_head": False}
+    report = load_state(model, extract_state_dict(container), "released", name, messages.append)
+    assert report["loaded"] == len(layout) and not report["dropped_head"] and not report["missing"]
     # ... also with 20 classes: the 400-class head is dropped with a message, the rest loads
     small, _ = meta_model(name, classes=[str(i) for i in range(20)])
-    report = load_state(small, extract_state(container), "released", name, messages.append)
+    report = load_state(small, extract_state_dict(container), "released", name, messages.append)
     assert report["dropped_head"] and report["loaded"] == len(layout) - 2
-    assert "dropping the classifier head" in messages[-2] and "400 classes" in messages[-2]
+    assert any("dropping the classifier head" in m and "400 classes" in m for m in messages)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

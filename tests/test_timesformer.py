@@ -18,6 +18,7 @@ if str(REPO) not in sys.path:
 
 from models import build_model, load_recipe  # noqa: E402
 import models.timesformer as tsf  # noqa: E402
+from models.weights import extract_state_dict  # noqa: E402
 
 CLASSES = [f"class {i}" for i in range(5)]
 
@@ -88,7 +89,7 @@ def test_full_size_official_container_loads_with_nothing_missing():
     with torch.device("meta"):
         model = tsf.TimeSformer(cfg, 400)
     model.to_empty(device="cpu")
-    state = tsf.extract_state_dict(container, "K400.pyth", containers=("model_state", "state_dict", "model"))
+    state = extract_state_dict(container, "K400.pyth", containers=("model_state", "state_dict", "model"))
     report = tsf.load_into(model, state, "K400.pyth", log=quiet)
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == 249
     assert float(model.model.blocks[11].temporal_fc.weight.detach().abs().sum()) == 0.0
