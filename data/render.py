@@ -717,19 +717,44 @@ def limit_blas_threads(n):
 # ----------------------------------------------------------------------------------------------------------------
 # output: H.264 video, PNG, captions
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> uint8 (H * 3 / 2, W) planar YUV 4:2:0, BT.601 limited range (what decoders assume for
+    untagged SD video). Done here rather than by swscale so that the bytes written are reproducible."""
+    rgb = frame.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def half(c):
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.ravel(), half(cb).ravel(), half(cr).ravel()]
+    return np.clip(np.concatenate(planes) + 0.5, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_mp4(path, frame_chunks, width, height, fps=FPS, crf=20):
-    """Write uint8 RGB frames as H.264 yuv420p MP4 (one encoder thread, so the bytes do not depend on the machine's
-    thread count)."""
+    """Write uint8 RGB frames as H.264 yuv420p MP4. Reproducible bytes: our own colour conversion, explicit
+    timestamps, one encoder thread, no macroblock tree."""
+    from fractions import Fraction
+
     import av
 
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # mbtree off: with it, libx264 gave different bytes for identical frames now and then (measured)
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
         stream.codec_context.thread_count = 1
+        index = 0
         for chunk in frame_chunks:
             for frame in chunk:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+                video_frame.pts = index
+                video_frame.time_base = Fraction(1, fps)
+                index += 1
+                for packet in stream.encode(video_frame):
                     container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -46,7 +46,7 @@ REGULAR_AZIMUTHS = (0, 60, 120, 180, 240, 300)
 FRONT_AZIMUTHS = (75, 80, 85, 90, 95, 100, 105)
 PROFILES = {
     # the quick profile: every class, both views, 6 train + 4 val videos per class and view (2,000 videos)
-    "small": {"size": 112, "frames": 16, "train_per_view": 6, "val_per_view": 4},
+    "small": {"size": 112, "frames": 32, "train_per_view": 6, "val_per_view": 4},
     # the official sizes: 10,000 videos at the official per-class frame counts
     "full": {"size": 224, "frames": None, "train_per_view": 30, "val_per_view": 20},
 }
@@ -117,6 +117,23 @@ def _turn_stage(solids, focus, angle):
         focus[:, :2] = focus[:, :2] @ rot.T
 
 
+def _fit_distance(points, reach, target, direction, width, height, fill=0.9):
+    """Camera distance along `direction` from `target` at which spheres of radius `reach` around `points` fill
+    the frame to `fill` of its half-width/height (a few fixed-point steps: the projection scales ~ 1/distance)."""
+    distance = 20.0
+    for _ in range(8):
+        cam = Camera(target + distance * direction, target, width, height)
+        rel = points - cam.position
+        depth = rel @ cam.forward
+        if depth.min() < reach + 0.5:
+            distance *= 1.5
+            continue
+        x = (np.abs(rel @ cam.right) + reach) / depth / cam.half_w
+        y = (np.abs(rel @ cam.up) + reach) / depth / cam.half_h
+        distance *= max(x.max(), y.max()) / fill
+    return distance
+
+
 def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_scale=1.0, size=112,
                 appearance="coupled") -> Scene:
     """The full scene of one video: solids with their per-frame state, camera, light and background."""
@@ -140,12 +157,11 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
     if focus is None:
         focus = np.concatenate([v for v in visible if len(v)])
     reach = max(float(np.max(s.radius)) for s in solids)
-    lo, hi = focus.min(0), focus.max(0)
-    centre = (lo + hi) / 2
+    centre = (focus.min(0) + focus.max(0)) / 2
     # frame the action with some ground around it, even when it happens in one spot
-    radius = max(float(np.max(np.linalg.norm(focus - centre, axis=1))) + reach + 0.3, 4.0)
-    half_fov = math.radians(BLENDER_FOV_DEG) / 2 * min(width, height) / max(width, height)
-    distance = radius / math.sin(half_fov) * stage_rng.uniform(0.92, 1.08)
+    around = centre + np.array([[3.5, 0, 0], [-3.5, 0, 0], [0, 3.5, 0], [0, -3.5, 0]])
+    around[:, 2] = 1.0
+    focus = np.vstack([focus, around])
     if view == "front":
         elevation = math.radians(stage_rng.uniform(4, 12))
     else:
@@ -153,6 +169,7 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
     target = centre + np.array([*stage_rng.uniform(-0.3, 0.3, 2), 0.0])
     direction = np.array([math.cos(elevation) * math.cos(azimuth), -math.cos(elevation) * math.sin(azimuth),
                           math.sin(elevation)])
+    distance = _fit_distance(focus, reach, target, direction, width, height) * stage_rng.uniform(1.0, 1.12)
     position = target + distance * direction
     position[2] = max(position[2], 0.6)
     camera = Camera(position, target, width, height)

@@ -237,6 +237,16 @@ def set_scale(solid, scale, lift=0.0):
     solid.pos[:, 2] = rest_z(solid) + lift
 
 
+# Radius of a solid's footprint on the ground at scale 1 (for placing solids close but not into each other).
+FOOTPRINT = {"cube": math.sqrt(2), "cone": 1.0, "pyramid": 1.0, "prism": 1.0, "sphere": 1.0, "cylinder": 1.0,
+             "torus": 1.1, "capsule": 0.6}
+
+
+def footprint_gap(*solids, extra=0.3):
+    """Ground distance at which the footprints of these solids (at their largest) keep `extra` apart."""
+    return sum(FOOTPRINT[s.shape] * float(np.max(s.scale)) for s in solids) + extra
+
+
 def gap_for(*solids, extra=0.6):
     """Centre distance at which bounding spheres of these solids (at their largest) keep `extra` apart."""
     return sum(float(np.max(s.radius)) for s in solids) + extra
@@ -367,9 +377,12 @@ def arriving5(c):
 def arriving6(c):
     static, dest, direction, side = _beside(c)
     c.focus = [static.pos[0, :2], dest]
-    leave = rotate2(side, c.sign() * c.u(0.7, 1.2))
-    if leave @ side < 0:
-        leave = -leave
+    leave = direction  # back the way it came, unless another way out is found that does not pass the other one
+    for _ in range(50):
+        candidate = c.entry_direction()
+        if candidate @ direction < math.cos(0.7) and candidate @ side > 0.2:
+            leave = candidate
+            break
     start = dest + direction * c.u(14, 17)
     away = dest + leave * c.u(14, 17)
     t_in, t_stop, t_go = c.u(0.0, 0.05), c.u(0.3, 0.38), c.u(0.55, 0.65)
@@ -1023,7 +1036,8 @@ def not_colliding2(c):
     f = ramp(c.t, c.u(0.0, 0.05), c.u(0.95, 1.0), eased=False)
     x = -d + 2 * d * f
     # heads straight at the other object, swerves around it at the last moment, carries on
-    y = c.sign() * clearance * np.exp(-(x / c.u(1.8, 2.4)) ** 2)
+    # width >= sqrt(2) * clearance keeps x^2 + y^2 >= clearance^2 everywhere
+    y = c.sign() * clearance * np.exp(-(x / (clearance * c.u(1.5, 1.7))) ** 2)
     set_xy(mover, rotate2(np.column_stack([x, y]), math.atan2(*c.lateral()[::-1])))
     return [still, mover]
 
@@ -1076,10 +1090,10 @@ def not_colliding5(c):
 # 14 occlusion (view-relative: "in front" = nearer to the camera, which looks along +y)
 
 def occlusion1(c):
-    c.elevation = (21.0, 32.0)
+    c.elevation = (12.0, 22.0)
     big = c.solid(scale=c.u(1.8, 2.2), name="big")
     small = c.solid(scale=c.u(0.55, 0.7), name="small")
-    depth = -gap_for(big, small, extra=c.u(0.2, 0.5))
+    depth = -footprint_gap(big, small, extra=c.u(0.2, 0.4))
     side = c.sign()
     x_end = c.u(-0.6, 0.6)
     f = ramp(c.t, c.u(0.0, 0.1), c.u(0.75, 0.95))
@@ -1088,10 +1102,10 @@ def occlusion1(c):
 
 
 def occlusion2(c):
-    c.elevation = (21.0, 32.0)
+    c.elevation = (12.0, 22.0)
     small = c.solid(scale=c.u(0.45, 0.6), name="small")
     big = c.solid(scale=c.u(1.7, 2.1), name="big")
-    depth = -gap_for(big, small, extra=c.u(0.0, 0.3))
+    depth = -footprint_gap(big, small, extra=c.u(0.1, 0.3))
     side = c.sign()
     f = ramp(c.t, c.u(0.0, 0.1), c.u(0.75, 0.95))
     set_xy(big, np.column_stack([side * c.u(6.5, 7.5) * (1 - f), np.full(c.n, depth)]))
@@ -1099,10 +1113,10 @@ def occlusion2(c):
 
 
 def occlusion3(c):
-    c.elevation = (21.0, 32.0)
+    c.elevation = (12.0, 22.0)
     back = c.solid(scale=c.u(0.9, 1.1), name="occluded")
     front = c.solid(scale=c.u(0.9, 1.1), name="occluder")
-    radius = gap_for(back, front, extra=c.u(0.2, 0.5))
+    radius = footprint_gap(back, front, extra=c.u(0.2, 0.4))
     side = c.sign()
     # the occluder walks half a circle around the other object, from in front of it to behind it
     theta = -math.pi / 2 + side * math.pi * ramp(c.t, c.u(0.1, 0.25), c.u(0.75, 0.9))
@@ -1111,10 +1125,10 @@ def occlusion3(c):
 
 
 def occlusion4(c):
-    c.elevation = (21.0, 32.0)
+    c.elevation = (12.0, 22.0)
     fronts = [c.solid(scale=c.u(0.8, 0.95), name=f"front{k}") for k in range(2)]
     backs = [c.solid(scale=c.u(0.8, 0.95), name=f"back{k}") for k in range(2)]
-    depth = gap_for(fronts[0], backs[0], extra=0.2)
+    depth = max(footprint_gap(f, b, extra=0.2) for f in fronts for b in backs)
     x_half = c.u(2.6, 3.0)
     shift = c.u(0.5, 0.8)
     times = [c.u(0.05, 0.1), c.u(0.3, 0.35), c.u(0.38, 0.42), c.u(0.6, 0.65), c.u(0.68, 0.72), c.u(0.9, 0.95)]
@@ -1209,17 +1223,18 @@ def orbiting6(c):
 
 def _shot(c, start, end, t0, t1, apex, **kw):
     f = ramp(c.t, t0, t1, eased=False)
+    kw.setdefault("scale", c.u(1.1, 1.4))  # wide scenes: larger solids stay readable at 112 px
     return c.solid(xy=lerp(start, end, f), lift=4 * apex * f * (1 - f), **kw)
 
 
 def shooting_projectile1(c):
-    half = c.u(5.0, 6.5)
+    half = c.u(4.5, 5.5)
     corner = np.array([c.sign(), c.sign()]) * half
     return [_shot(c, corner, -corner, c.u(0.05, 0.15), c.u(0.75, 0.9), c.u(3.0, 5.0), name="projectile")]
 
 
 def _sideways_shot(c, sign):
-    half = c.u(5.0, 6.5)
+    half = c.u(4.5, 5.5)
     y = c.sign() * half * c.u(0.3, 1.0)
     start, end = np.array([sign * half, y]), np.array([-sign * half, y])
     return [_shot(c, start, end, c.u(0.05, 0.15), c.u(0.75, 0.9), c.u(3.0, 5.0), name="projectile")]
@@ -1234,7 +1249,7 @@ def shooting_projectile3(c):
 
 
 def shooting_projectile4(c):
-    half = c.u(5.0, 6.5)
+    half = c.u(4.5, 5.5)
     corner = np.array([c.sign(), c.sign()]) * half
     along = rotate2(-corner / np.linalg.norm(corner), math.pi / 2)
     t0 = c.u(0.02, 0.08)
@@ -1248,7 +1263,7 @@ def shooting_projectile4(c):
 
 
 def shooting_projectile5(c):
-    half = c.u(5.0, 6.5)
+    half = c.u(4.5, 5.5)
     corner = np.array([c.sign(), c.sign()]) * half
     t0, t1 = c.u(0.05, 0.15), c.u(0.75, 0.9)
     low = c.u(2.0, 3.0)
@@ -1272,7 +1287,7 @@ def _teleport_alpha(c):
 
 
 def _corners(c, half=None):
-    half = c.u(4.0, 6.0) if half is None else half
+    half = c.u(3.6, 4.6) if half is None else half
     angle = c.pick([0.0, math.pi / 2, math.pi, 3 * math.pi / 2])
     return rotate2(np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], float) * half, angle)
 
@@ -1281,7 +1296,8 @@ def teleporting1(c):
     corners = _corners(c)
     alpha, jump = _teleport_alpha(c)
     to = corners[c.pick([1, 2, 3])]
-    return [c.solid(xy=np.where((c.t < jump)[:, None], corners[0], to), alpha=alpha, name="teleporter")]
+    return [c.solid(xy=np.where((c.t < jump)[:, None], corners[0], to), alpha=alpha, scale=c.u(1.0, 1.3),
+                    name="teleporter")]
 
 
 def teleporting2(c):
@@ -1292,8 +1308,8 @@ def teleporting3(c):
     corners = _corners(c)
     alpha, jump = _teleport_alpha(c)
     before = (c.t < jump)[:, None]
-    return [c.solid(xy=np.where(before, corners[0], corners[2]), alpha=alpha, name="a"),
-            c.solid(xy=np.where(before, corners[2], corners[0]), alpha=alpha, name="b")]
+    return [c.solid(xy=np.where(before, corners[0], corners[2]), alpha=alpha, scale=c.u(1.0, 1.3), name="a"),
+            c.solid(xy=np.where(before, corners[2], corners[0]), alpha=alpha, scale=c.u(1.0, 1.3), name="b")]
 
 
 def teleporting4(c):
@@ -1301,8 +1317,8 @@ def teleporting4(c):
     alpha, jump = _teleport_alpha(c)
     before = (c.t < jump)[:, None]
     shift = c.pick([1, 2, 3])
-    return [c.solid(xy=np.where(before, corners[k], corners[(k + shift) % 4]), alpha=alpha, name=f"corner{k}")
-            for k in range(4)]
+    return [c.solid(xy=np.where(before, corners[k], corners[(k + shift) % 4]), alpha=alpha, scale=c.u(1.0, 1.2),
+                    name=f"corner{k}") for k in range(4)]
 
 
 def teleporting5(c):
