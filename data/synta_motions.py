@@ -881,13 +881,14 @@ def _winding_path(c):
     pts = [start]
     heading = math.atan2(-start[1], -start[0])
     for _ in range(4):
-        heading += c.sign() * c.u(0.6, 1.3)
-        pts.append(np.clip(pts[-1] + unit(heading) * c.u(3.0, 3.8), -5.0, 5.0))
-    return Path(pts)
+        heading += c.sign() * c.u(0.5, 1.0)
+        pts.append(pts[-1] + unit(heading) * c.u(3.0, 3.8))
+    pts = np.array(pts)
+    return Path(pts - (pts.min(0) + pts.max(0)) / 2)
 
 
 def following4(c):
-    gap = c.u(2.9, 3.3)
+    gap = c.u(3.2, 3.6)
     path = _winding_path(c)
     s = gap + (path.length - gap) * ramp(c.t, c.u(0.0, 0.06), c.u(0.9, 1.0), eased=False)
     return [c.solid(xy=path.at(s), name="leader"), c.solid(xy=path.at(s - gap), name="follower")]
