@@ -588,6 +588,9 @@ def render_background(camera, background, light):
     return {"albedo": albedo, "points": p.astype(np.float32), "ndotl": ndotl, "dirs": d, "missed": missed}
 
 
+_TONE = (np.linspace(0, 1, 4096) ** (1 / 1.15) * 255 + 0.5).astype(np.uint8)
+
+
 def render_frames(solids, camera, background, light, frames=None, bg=None):
     """Render frames `frames` (default all) of a clip -> uint8 (len(frames), H, W, 3)."""
     n_total = len(solids[0].pos) if solids else 1
@@ -672,8 +675,10 @@ def render_frames(solids, camera, background, light, frames=None, bg=None):
             j = idx[m]
             image[j] = image[j] * (1 - alpha[m, None]) + rgb[m] * alpha[m, None]
 
-    image = np.clip(image, 0, 1) ** (1 / 1.15)  # slight lift of the shadows, like a filmic view transform
-    return (image * 255 + 0.5).astype(np.uint8).reshape(F, H, W, 3)
+    # to 8 bits through a lookup table: a slight lift of the shadows, like a filmic view transform (a table
+    # because a power over every pixel cost more than the shading)
+    levels = (np.clip(image, 0, 1) * (len(_TONE) - 1) + 0.5).astype(np.uint16)
+    return _TONE[levels].reshape(F, H, W, 3)
 
 
 def render_clip(solids, camera, background, light, chunk_rays=400_000):
@@ -717,21 +722,25 @@ def limit_blas_threads(n):
 # ----------------------------------------------------------------------------------------------------------------
 # output: H.264 video, PNG, captions
 
-def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB -> uint8 (H * 3 / 2, W) planar YUV 4:2:0, BT.601 limited range (what decoders assume for
-    untagged SD video). Done here rather than by swscale so that the bytes written are reproducible."""
-    rgb = frame.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    h, w = y.shape
+_RGB_TO_YUV = np.array([[65.481, -37.797, 112.0], [128.553, -74.203, -93.786], [24.966, 112.0, -18.214]],
+                       np.float32) / 255
 
-    def half(c):
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-    planes = [y.ravel(), half(cb).ravel(), half(cr).ravel()]
-    return np.clip(np.concatenate(planes) + 0.5, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
+    """uint8 (F, H, W, 3) RGB -> uint8 (F, H * 3 / 2, W) planar YUV 4:2:0, BT.601 limited range (what decoders
+    assume for untagged SD video). Done here rather than by swscale so that the bytes written are reproducible."""
+    f, h, w, _ = frames.shape
+    rgb = frames.astype(np.float32)
+    out = np.empty((f, h * 3 // 2, w), np.uint8)
+    out[:, :h] = np.clip(rgb @ _RGB_TO_YUV[:, 0] + 16.5, 0, 255)
+    # chroma of the 2x2 mean colour (the conversion is linear, so this is the mean of the chroma)
+    mean = (rgb[:, 0::2, 0::2] + rgb[:, 1::2, 0::2] + rgb[:, 0::2, 1::2] + rgb[:, 1::2, 1::2]) * 0.25
+    chroma = np.clip(mean @ _RGB_TO_YUV[:, 1:] + 128.5, 0, 255).astype(np.uint8)  # (f, h/2, w/2, 2)
+    flat = out[:, h:].reshape(f, -1)
+    quarter = (h // 2) * (w // 2)
+    flat[:, :quarter] = chroma[..., 0].reshape(f, -1)
+    flat[:, quarter:] = chroma[..., 1].reshape(f, -1)
+    return out
 
 
 def write_mp4(path, frame_chunks, width, height, fps=FPS, crf=20):
@@ -749,8 +758,8 @@ def write_mp4(path, frame_chunks, width, height, fps=FPS, crf=20):
         stream.codec_context.thread_count = 1
         index = 0
         for chunk in frame_chunks:
-            for frame in chunk:
-                video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            for frame in rgb_to_yuv420p(np.asarray(chunk)):
+                video_frame = av.VideoFrame.from_ndarray(frame, format="yuv420p")
                 video_frame.pts = index
                 video_frame.time_base = Fraction(1, fps)
                 index += 1
