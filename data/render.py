@@ -21,7 +21,7 @@ SHAPES = ("cube", "cone", "pyramid", "prism", "sphere", "cylinder", "torus", "ca
 TORUS_MAJOR, TORUS_MINOR = 0.75, 0.35
 CAPSULE_RADIUS, CAPSULE_HALF_SEGMENT = 0.6, 0.4
 # Height of a solid's centre above the ground when it rests there, at scale 1 (its local z extent is -h..h).
-HALF_HEIGHT = {s: 1.0 for s in SHAPES} | {"torus": TORUS_MINOR}
+HALF_HEIGHT = {s: 1.0 for s in SHAPES} | {"torus": TORUS_MAJOR + TORUS_MINOR}
 # Radius of a sphere around the solid's centre that contains it, at scale 1.
 BOUND_RADIUS = {"cube": math.sqrt(3), "cone": math.sqrt(2), "pyramid": math.sqrt(2), "prism": math.sqrt(2),
                 "sphere": 1.0, "cylinder": math.sqrt(2), "torus": TORUS_MAJOR + TORUS_MINOR, "capsule": 1.0}
@@ -235,7 +235,14 @@ def _hit_capsule(o, d):
 
 
 def _hit_torus(o, d, steps=40):
-    """Flat torus (axis z) by sphere tracing its distance field, started where the ray enters its bounding sphere."""
+    """Torus standing upright like a wheel (axis y), by sphere tracing the distance field of a flat torus in
+    coordinates (x, z, -y), started where the ray enters its bounding sphere. Upright because a flat ring is a
+    thin line from the low front cameras and cannot hide anything behind it."""
+    t, n = _hit_flat_torus(o[:, [0, 2, 1]] * np.float32([1, 1, -1]), d[:, [0, 2, 1]] * np.float32([1, 1, -1]), steps)
+    return t, np.stack([n[:, 0], -n[:, 2], n[:, 1]], axis=1)
+
+
+def _hit_flat_torus(o, d, steps):
     big, small = TORUS_MAJOR, TORUS_MINOR
     bound = big + small + 0.02
     b = np.einsum("ij,ij->i", o, d)

@@ -165,7 +165,7 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
     if view == "front":
         elevation = math.radians(stage_rng.uniform(4, 12))
     else:
-        elevation = math.radians(stage_rng.uniform(*(ctx.elevation or (25.0, 50.0))))
+        elevation = math.radians(stage_rng.uniform(*(ctx.elevation or (20.0, 45.0))))
     target = centre + np.array([*stage_rng.uniform(-0.3, 0.3, 2), 0.0])
     direction = np.array([math.cos(elevation) * math.cos(azimuth), -math.cos(elevation) * math.sin(azimuth),
                           math.sin(elevation)])

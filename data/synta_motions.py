@@ -1091,7 +1091,7 @@ def not_colliding5(c):
 # 14 occlusion (view-relative: "in front" = nearer to the camera, which looks along +y)
 
 def occlusion1(c):
-    c.elevation = (12.0, 22.0)
+    c.elevation = (20.0, 28.0)
     big = c.solid(scale=c.u(1.8, 2.2), name="big")
     small = c.solid(scale=c.u(0.55, 0.7), name="small")
     depth = -footprint_gap(big, small, extra=c.u(0.2, 0.4))
@@ -1103,7 +1103,7 @@ def occlusion1(c):
 
 
 def occlusion2(c):
-    c.elevation = (12.0, 22.0)
+    c.elevation = (20.0, 28.0)
     small = c.solid(scale=c.u(0.45, 0.6), name="small")
     big = c.solid(scale=c.u(1.7, 2.1), name="big")
     depth = -footprint_gap(big, small, extra=c.u(0.1, 0.3))
@@ -1114,7 +1114,7 @@ def occlusion2(c):
 
 
 def occlusion3(c):
-    c.elevation = (12.0, 22.0)
+    c.elevation = (20.0, 28.0)
     back = c.solid(scale=c.u(0.9, 1.1), name="occluded")
     front = c.solid(scale=c.u(0.9, 1.1), name="occluder")
     radius = footprint_gap(back, front, extra=c.u(0.2, 0.4))
@@ -1126,12 +1126,12 @@ def occlusion3(c):
 
 
 def occlusion4(c):
-    c.elevation = (12.0, 22.0)
+    c.elevation = (20.0, 28.0)
     fronts = [c.solid(scale=c.u(0.8, 0.95), name=f"front{k}") for k in range(2)]
     backs = [c.solid(scale=c.u(0.8, 0.95), name=f"back{k}") for k in range(2)]
-    depth = max(footprint_gap(f, b, extra=0.2) for f in fronts for b in backs)
+    depth = max(footprint_gap(f, b, extra=0.15) for f in fronts for b in backs)
     x_half = c.u(2.6, 3.0)
-    shift = c.u(0.5, 0.8)
+    shift = c.u(0.25, 0.5)
     times = [c.u(0.05, 0.1), c.u(0.3, 0.35), c.u(0.38, 0.42), c.u(0.6, 0.65), c.u(0.68, 0.72), c.u(0.9, 0.95)]
     out = []
     for k, sign in enumerate((-1.0, 1.0)):
