@@ -592,10 +592,50 @@ def render_background(camera, background, light):
     sky = np.float32([0.7, 0.8, 0.95])
     albedo[missed] = sky
     ndotl = np.clip(normal @ light.direction.astype(np.float32), 0, 1)
-    return {"albedo": albedo, "points": p.astype(np.float32), "ndotl": ndotl, "dirs": d, "missed": missed}
+    lit = albedo * (light.ambient + light.diffuse * ndotl)[:, None]
+    return {"albedo": albedo, "points": p.astype(np.float32), "ndotl": ndotl, "dirs": d, "missed": missed,
+            "lit8": _tone(lit)}
 
 
 _TONE = (np.linspace(0, 1, 4096) ** (1 / 1.15) * 255 + 0.5).astype(np.uint8)
+
+
+def _tone(rgb):
+    """Linear 0..1 colours -> uint8 through a lookup table: a slight lift of the shadows, like a filmic view
+    transform (a table because a power over every pixel cost more than the shading)."""
+    return _TONE[(np.clip(rgb, 0, 1) * (len(_TONE) - 1) + 0.5).astype(np.uint16)]
+
+
+_CUBE = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32)
+
+
+def _screen_rects(camera, points):
+    """Pixel rectangles (F, 4): col0, col1, row0, row1 (ends exclusive) around the projections of point sets
+    (F, K, 3); the whole frame where a point is close to or behind the camera's plane."""
+    rel = points.astype(np.float64) - camera.position
+    depth = rel @ camera.forward
+    safe = np.maximum(depth, 1e-6)
+    col = ((rel @ camera.right) / safe / camera.half_w + 1) / 2 * camera.width
+    row = (1 - (rel @ camera.up) / safe / camera.half_h) / 2 * camera.height
+    rects = np.stack([np.floor(col.min(1)) - 1, np.ceil(col.max(1)) + 2,
+                      np.floor(row.min(1)) - 1, np.ceil(row.max(1)) + 2], axis=1)
+    rects[:, :2] = np.clip(rects[:, :2], 0, camera.width)
+    rects[:, 2:] = np.clip(rects[:, 2:], 0, camera.height)
+    rects[(depth < 0.05).any(1)] = [0, camera.width, 0, camera.height]
+    return rects.astype(np.int64)
+
+
+def _rect_pixels(rects, width):
+    """(frame index, pixel index) of every pixel inside the per-frame rectangles."""
+    frame_parts, pixel_parts = [], []
+    for f, (c0, c1, r0, r1) in enumerate(rects):
+        if c1 > c0 and r1 > r0:
+            pix = (np.arange(r0, r1)[:, None] * width + np.arange(c0, c1)[None, :]).ravel()
+            pixel_parts.append(pix)
+            frame_parts.append(np.full(len(pix), f))
+    if not pixel_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(frame_parts), np.concatenate(pixel_parts)
 
 
 def render_frames(solids, camera, background, light, frames=None, bg=None):
@@ -610,41 +650,52 @@ def render_frames(solids, camera, background, light, frames=None, bg=None):
     o = camera.position.astype(np.float32)
     dirs = bg["dirs"]
 
-    # background with cast shadows: a shadow ray from the ground/backdrop point of every (frame, pixel). The points
-    # are the same in every frame (static camera), so the bounding-sphere test is one (F, P) matrix per solid.
+    # Only the pixels inside a screen rectangle around each solid (or around its shadow) are tested against it:
+    # first against its bounding sphere, then exactly.
     trans = np.ones((F, P), np.float32)
-    lit = np.nonzero(~bg["missed"] & (bg["ndotl"] > 0))[0]
+    lit = ~bg["missed"] & (bg["ndotl"] > 0)
     basis = _shadow_basis(light.direction)
-    pts = bg["points"][lit]
-    pa = pts @ basis
-    pa2 = (pa * pa).sum(1)
-    pl = pts @ L
+    pa = bg["points"] @ basis            # ground/backdrop points in the light's view
+    pl = bg["points"] @ L
     for s in solids:
         pos = s.pos[frames].astype(np.float32)
         r = s.radius[frames].astype(np.float32)
         a = s.alpha[frames].astype(np.float32)
+        corners = pos[:, None] + r[:, None, None] * _CUBE[None]
+        # the shadow lies within the solid's bounding cube projected along the light onto the ground / backdrop
+        on_planes = [corners - (corners[..., 2:] / max(L[2], 0.05)) * L]
+        if background.backdrop_y is not None and L[1] < -0.02:
+            on_planes.append(corners - ((corners[..., 1:2] - background.backdrop_y) / L[1]) * L)
+        rects = _screen_rects(camera, np.concatenate(on_planes, axis=1))
+        rects[a <= 0.01] = 0
+        fi, pj = _rect_pixels(rects, W)
+        keep = lit[pj]
+        fi, pj = fi[keep], pj[keep]
         cb = pos @ basis
-        d2 = pa2[None] + (cb * cb).sum(1)[:, None] - 2 * (cb @ pa.T)
-        cand = (d2 < (r * r)[:, None]) & ((pos @ L)[:, None] - pl[None] > -r[:, None]) & (a[:, None] > 0.01)
-        fi, pj = np.nonzero(cand)
+        du, dv = pa[pj, 0] - cb[fi, 0], pa[pj, 1] - cb[fi, 1]
+        near = du * du + dv * dv < r[fi] ** 2
+        near &= (pos @ L)[fi] - pl[pj] > -r[fi]
+        fi, pj = fi[near], pj[near]
         if len(fi) == 0:
             continue
-        t, _ = intersect_solid(s, frames[fi], pts[pj] + L * 1e-3, np.broadcast_to(L, (len(fi), 3)))
+        t, _ = intersect_solid(s, frames[fi], bg["points"][pj] + L * 1e-3, np.broadcast_to(L, (len(fi), 3)))
         blocked = np.isfinite(t)
-        trans[fi[blocked], lit[pj[blocked]]] *= 1 - light.shadow * a[fi[blocked]]
-    shade = light.ambient + light.diffuse * bg["ndotl"][None] * trans
-    image = (bg["albedo"][None] * shade[..., None]).reshape(F * P, 3)
+        trans[fi[blocked], pj[blocked]] *= 1 - light.shadow * a[fi[blocked]]
+    trans = trans.reshape(F * P)
 
-    # solids: bounding-sphere test for every (frame, pixel) ray, exact hits for the rays that pass it
     frags = []
     for k, s in enumerate(solids):
-        c = (s.pos[frames] - o).astype(np.float32)           # (F, 3)
+        pos = s.pos[frames].astype(np.float32)
         r = s.radius[frames].astype(np.float32)
         a = s.alpha[frames].astype(np.float32)
-        proj = c @ dirs.T                                     # (F, P)
-        miss2 = (c * c).sum(1)[:, None] - proj * proj
-        cand = (miss2 < (r * r)[:, None]) & (proj > -r[:, None]) & (a[:, None] > 0.004)
-        fi, pi = np.nonzero(cand)
+        rects = _screen_rects(camera, pos[:, None] + r[:, None, None] * _CUBE[None])
+        rects[a <= 0.004] = 0
+        fi, pi = _rect_pixels(rects, W)
+        c = (pos - o)[fi]
+        d = dirs[pi]
+        along = np.einsum("ij,ij->i", c, d)
+        keep = (np.einsum("ij,ij->i", c, c) - along * along < r[fi] ** 2) & (along > -r[fi])
+        fi, pi = fi[keep], pi[keep]
         if len(fi) == 0:
             continue
         t, n = intersect_solid(s, frames[fi], np.broadcast_to(o, (len(fi), 3)), dirs[pi])
@@ -667,25 +718,36 @@ def render_frames(solids, camera, background, light, frames=None, bg=None):
         rgb = col * (amb + light.diffuse * ndl * sh)[:, None] + (light.specular * spec * sh)[:, None]
         frags.append((fi * P + pi, t, rgb, a[fi]))
 
+    # Start from the unshadowed background (8-bit, computed once per video) and recompute only the pixels that a
+    # shadow or a solid touches.
+    out = np.empty((F, P, 3), np.uint8)
+    out[:] = bg["lit8"][None]
+    out = out.reshape(F * P, 3)
+    shadowed = np.nonzero(trans < 1)[0]
+    frag_idx = np.concatenate([f[0] for f in frags]) if frags else np.zeros(0, np.int64)
+    touched = np.zeros(F * P, bool)
+    touched[shadowed] = True
+    touched[frag_idx] = True
+    changed = np.flatnonzero(touched)
+    if len(changed) == 0:
+        return out.reshape(F, H, W, 3)
+    pix = changed % P
+    color = bg["albedo"][pix] * (light.ambient + light.diffuse * bg["ndotl"][pix] * trans[changed])[:, None]
     if frags:
-        idx = np.concatenate([f[0] for f in frags])
         t = np.concatenate([f[1] for f in frags])
         rgb = np.concatenate([f[2] for f in frags])
         alpha = np.concatenate([f[3] for f in frags])
-        order = np.lexsort((-t, idx))  # per pixel, far to near
-        idx, rgb, alpha = idx[order], rgb[order], alpha[order]
+        order = np.lexsort((-t, frag_idx))  # per pixel, far to near
+        idx, rgb, alpha = np.searchsorted(changed, frag_idx[order]), rgb[order], alpha[order]
         start = np.r_[True, idx[1:] != idx[:-1]]
         group_start = np.maximum.accumulate(np.where(start, np.arange(len(idx)), 0))
         rank = np.arange(len(idx)) - group_start
         for level in range(rank.max() + 1):
             m = rank == level
             j = idx[m]
-            image[j] = image[j] * (1 - alpha[m, None]) + rgb[m] * alpha[m, None]
-
-    # to 8 bits through a lookup table: a slight lift of the shadows, like a filmic view transform (a table
-    # because a power over every pixel cost more than the shading)
-    levels = (np.clip(image, 0, 1) * (len(_TONE) - 1) + 0.5).astype(np.uint16)
-    return _TONE[levels].reshape(F, H, W, 3)
+            color[j] = color[j] * (1 - alpha[m, None]) + rgb[m] * alpha[m, None]
+    out[changed] = _tone(color)
+    return out.reshape(F, H, W, 3)
 
 
 def render_clip(solids, camera, background, light, chunk_rays=400_000):
