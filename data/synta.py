@@ -159,7 +159,7 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
     reach = max(float(np.max(s.radius)) for s in solids)
     centre = (focus.min(0) + focus.max(0)) / 2
     # frame the action with some ground around it, even when it happens in one spot
-    around = centre + np.array([[3.5, 0, 0], [-3.5, 0, 0], [0, 3.5, 0], [0, -3.5, 0]])
+    around = centre + np.array([[2.5, 0, 0], [-2.5, 0, 0], [0, 2.5, 0], [0, -2.5, 0]])
     around[:, 2] = 1.0
     focus = np.vstack([focus, around])
     if view == "front":
@@ -368,6 +368,10 @@ def generate(out_dir, size=112, frames=None, train_per_view=MAX_TRAIN, val_per_v
                     elapsed = time.perf_counter() - started
                     print(f"synta: {done}/{len(jobs)} videos, {elapsed:.1f} s, {done / elapsed:.1f} videos/s",
                           file=sys.stderr, flush=True)
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
         finally:
             if pool is not None:
                 pool.close()
