@@ -14,7 +14,9 @@ ranges). The motion of each fine class is a small program in data/synta_motions.
 Appearance: `coupled` (the benchmark's setting) gives Set-1 classes the shapes cube/cone/pyramid/prism and
 backgrounds 0-9, Set-2 classes sphere/cylinder/torus/capsule and backgrounds 10-19, so a Set-1 -> Set-2 transfer
 changes appearance as well as motion; `shared` draws every video's shapes from all 8 and its background from all 20,
-so a transfer measures motion alone. With one seed, motion, colours and camera are the same in both modes.
+so a transfer measures motion alone. With one seed both modes share timings, directions, colours, cameras and
+lights (shapes and colours come from their own random stream); only distances that keep solids apart follow the
+sizes of the shapes drawn.
 """
 import argparse
 import json
@@ -408,7 +410,7 @@ def _wrap(text, width_chars):
     return lines + [line]
 
 
-def contact_sheet(coarse, out_png, size=112, frames=16, columns=8, seed=0, appearance="coupled", view="regular",
+def contact_sheet(coarse, out_png, size=112, frames=32, columns=8, seed=0, appearance="coupled", view="regular",
                   video_id=1) -> Path:
     """PNG grid for one coarse class: one row per fine class (labelled with set, stem and fine name), `columns`
     frames evenly spread over the clip."""
@@ -485,7 +487,7 @@ def main(argv=None):
     s.add_argument("--coarse", default="all", help="coarse class (folder name) or 'all' (default)")
     s.add_argument("--out", default="docs/synta", help="output folder (default docs/synta)")
     s.add_argument("--size", type=int, default=112)
-    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--frames", type=int, default=32)
     s.add_argument("--columns", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--appearance", default="coupled")

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from data.render import BOUND_RADIUS, HALF_HEIGHT, Solid
+from data.render import HALF_HEIGHT, Solid
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,8 +214,10 @@ class Ctx:
         """Direction (from the destination) an object enters from, for view-relative classes: from the left,
         the right or the near side of the screen, never from the far side (where the ground stays visible)."""
         if self.view == "front":
-            side = self.pick([0.0, math.pi])
-            return unit(side + self.u(-0.35, 0.35) * (1 if side == 0 else -1) - 0.2 * (1 if side == 0 else -1))
+            # from the left or the right, at most a little from the camera's side (a low camera would see an
+            # object coming straight from behind it fill the frame)
+            towards_camera = self.u(-0.15, 0.55)
+            return unit(-towards_camera if self.u() < 0.5 else math.pi + towards_camera)
         return unit(self.u(-math.pi, 0.0))
 
 
@@ -230,11 +232,6 @@ def lift_of(solid):
 
 def set_xy(solid, xy):
     solid.pos[:, :2] = np.broadcast_to(np.asarray(xy, np.float64), (len(solid.pos), 2))
-
-
-def set_scale(solid, scale, lift=0.0):
-    solid.scale = np.broadcast_to(np.asarray(scale, np.float64), solid.scale.shape).copy()
-    solid.pos[:, 2] = rest_z(solid) + lift
 
 
 # Radius of a solid's footprint on the ground at scale 1 (for placing solids close but not into each other).
@@ -313,9 +310,9 @@ def disappearing4(c):
 # ----------------------------------------------------------------------------------------------------------------
 # 1 arriving / 6 departing (view-relative: they enter and leave through the sides or the near edge of the frame)
 
-def _arrive(c, dest, t0, t1, distance=None, direction=None, **kw):
+def _arrive(c, dest, t0, t1, direction=None, **kw):
     direction = c.entry_direction() if direction is None else direction
-    start = dest + direction * (c.u(14, 17) if distance is None else distance)
+    start = dest + direction * c.u(14, 17)
     return c.solid(xy=lerp(start, dest, ramp(c.t, t0, t1)), **kw)
 
 
@@ -860,10 +857,9 @@ def following2(c):
     split = c.u(0.4, 0.55)
     i = int(np.searchsorted(c.t, split))
     heading = (path.points[-1] - path.points[0]) / path.length
+    # from the split on, the follower keeps its speed but turns off onto a path of its own
     turn = rotate2(heading, c.sign() * c.u(1.0, 1.6))
-    speed = np.gradient(s, c.t)
-    travelled = np.cumsum(np.r_[0, speed[i:-1] * np.diff(c.t[i:])])
-    follower[i:] = follower[i] + turn[None] * travelled[:, None]
+    follower[i:] = follower[i] + turn[None] * (s[i:] - s[i])[:, None]
     return [c.solid(xy=path.at(s), name="leader"), c.solid(xy=follower, name="follower")]
 
 
