@@ -273,7 +273,8 @@ def _render_job(job):
     scene = build_scene(stem, view, video_id, options["seed"], options["frames"], options["frame_scale"],
                         tuple(options["size"]), options["appearance"])
     target = Path(target)
-    partial = target.with_name(target.stem + ".partial.mp4")
+    # not *.mp4 until complete, so a folder scan (data/prepare.py) never sees a half-written video
+    partial = target.with_name(target.name + ".partial")
     write_mp4(partial, render_clip(scene.solids, scene.camera, scene.background, scene.light),
               scene.camera.width, scene.camera.height)
     os.replace(partial, target)
@@ -329,6 +330,8 @@ def generate(out_dir, size=112, frames=None, train_per_view=MAX_TRAIN, val_per_v
     elif any(out.glob("*/*_id_*.mp4")) and not overwrite:
         _fail(f"{out} has Syn-TA videos but no {MANIFEST}; use another output directory or --overwrite")
 
+    for stale in out.glob("*/*.mp4.partial"):  # left by an interrupted run
+        stale.unlink()
     ids = video_ids(train_per_view, val_per_view)
     wanted = [(stem, view, i) for stem in stems for view in views for i in ids]
     if overwrite:
