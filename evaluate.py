@@ -2,10 +2,12 @@
 
     python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt
     python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt runs/vit_synta_coarse_set2/ckpt.pt --json results.json
+    python evaluate.py --ckpt runs/xclip_synta_{coarse,fine}_set{1,2}/ckpt.pt      # coarse and fine tables
 
-Model, dataset, task and training set come from the checkpoint. With one checkpoint per training
-set it also prints the two-direction average of the official tables: Known, Unknown, D_abs and HM
-each averaged over the directions (HM computed per direction, then averaged).
+Model, dataset, task and training set come from the checkpoint. Given one checkpoint per training
+set (of the same model, dataset and task) it also prints the two-direction average of the official
+tables: Known, Unknown, D_abs and HM each averaged over the directions (HM computed per direction,
+then averaged).
 
 This file also holds what train.py shares with it: the device/precision set-up, distributed
 helpers, the prediction loop and the metrics.
@@ -244,7 +246,7 @@ def resolve_data(cfg: dict, splits: str = None, root: str = None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", nargs="+", required=True, help="one checkpoint, or one per training set")
+    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoints; one per training set gives the two-direction average")
     p.add_argument("--views", help="test views CLIPSxCROPS, e.g. 4x3 (default: the recipe's)")
     p.add_argument("--splits", help="prepared split folder (default: the one the run used)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
@@ -281,15 +283,23 @@ def main(argv=None):
         results.append(result)
         if rank == 0:
             print(format_direction(result) + "\n")
-    summary = {"directions": results}
-    if len(results) == 2:
-        if {r["train_set"] for r in results} != {1, 2} or len({(r["model"], r["dataset"], r["task"]) for r in results}) != 1:
-            raise SystemExit("error: the two checkpoints must be the same model, dataset and task, trained on set 1 and on set 2")
-        results.sort(key=lambda r: r["train_set"])
-        summary["average"] = average_directions([r["top1"] for r in results])
-        summary["average_mean_class"] = average_directions([r["mean_class"] for r in results])
+    summary = {"directions": results, "averages": []}
+    groups = {}
+    for r in results:
+        groups.setdefault((r["model"], r["dataset"], r["task"]), []).append(r)
+    for (model, dataset, task), runs in groups.items():
+        if len(runs) == 1:
+            continue
+        if len(runs) != 2 or {r["train_set"] for r in runs} != {1, 2}:
+            raise SystemExit(f"error: to average {model} on {dataset} ({task} task) give one checkpoint trained on set 1 "
+                             f"and one trained on set 2, got sets {sorted(r['train_set'] for r in runs)}")
+        runs.sort(key=lambda r: r["train_set"])
+        avg = {"model": model, "dataset": dataset, "task": task,
+               "top1": average_directions([r["top1"] for r in runs]),
+               "mean_class": average_directions([r["mean_class"] for r in runs])}
+        summary["averages"].append(avg)
         if rank == 0:
-            print(format_average(results, summary["average"]))
+            print(format_average(runs, avg["top1"]) + "\n")
     if args.json and rank == 0:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     if world > 1:

@@ -80,3 +80,42 @@ def load_hierarchy(dataset: str) -> Hierarchy:
         if ids != list(range(len(ids))):
             raise ValueError(f"{path}: set {s} fine ids are not 0..{len(ids) - 1} in order")
     return Hierarchy(dataset, fine)
+
+
+# ---------------------------------------------------------------------------------------------
+# class descriptions (text models can use one description per class instead of prompt templates)
+
+
+def load_descriptions(path) -> dict:
+    """{class name: description} from a CSV: the project's own format (header `name,description`) or
+    the benchmark's EZ-CLIP files (header `SNo,Class Name,GPT3 discription`). Whitespace and line
+    breaks inside a description are collapsed, as EZ-CLIP does before tokenising."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: descriptions file {path} not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header = [h.strip().lower() for h in (rows[0] if rows else [])]
+    if header[:2] == ["name", "description"]:
+        name_col, text_col = 0, 1
+    elif header[:3] == ["sno", "class name", "gpt3 discription"]:
+        name_col, text_col = 1, 2
+    else:
+        raise SystemExit(f"error: {path}:1: expected the header name,description (or EZ-CLIP's SNo,Class Name,GPT3 discription)")
+    out = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= text_col:
+            raise SystemExit(f"error: {path}: record {line_no - 1} has {len(row)} fields, expected {text_col + 1}")
+        out[row[name_col].strip()] = " ".join(row[text_col].split())
+    return out
+
+
+def describe(names: list, descriptions: dict) -> list:
+    """The description of each class name (matched exactly, then ignoring case and outer spaces)."""
+    folded = {k.strip().lower(): v for k, v in descriptions.items()}
+    missing = [n for n in names if n not in descriptions and n.strip().lower() not in folded]
+    if missing:
+        raise SystemExit(f"error: no description for {len(missing)} classes (e.g. {missing[0]!r}); the file must cover every class of the task")
+    return [descriptions.get(n) or folded[n.strip().lower()] for n in names]

@@ -51,3 +51,34 @@ def test_synta_sources_are_the_official_video_stems(shared):
     with open(shared / "upstream" / "derived" / "synta_coarse_to_fine.csv", newline="") as f:
         stems = {(int(r["set"]), int(r["fine_id_in_set"])): r["video_prefix"] for r in csv.DictReader(f)}
     assert {(c.set, c.fine_id): c.source for c in load_hierarchy("synta").fine} == stems
+
+
+def test_descriptions_in_the_project_format(tmp_path):
+    from data.hierarchy import describe, load_descriptions
+
+    path = tmp_path / "d.csv"
+    path.write_text('name,description\nappearing,"Objects\n  come into view."\nArriving,An object comes in.\n')
+    d = load_descriptions(path)
+    assert d == {"appearing": "Objects come into view.", "Arriving": "An object comes in."}
+    assert describe(["appearing", "arriving"], d) == ["Objects come into view.", "An object comes in."]
+    with pytest.raises(SystemExit, match=r"no description for 1 classes \(e.g. 'bouncing'\)"):
+        describe(["appearing", "bouncing"], d)
+    path.write_text("class,text\na,b\n")
+    with pytest.raises(SystemExit, match=r"d.csv:1: expected the header"):
+        load_descriptions(path)
+
+
+@pytest.mark.parametrize("dataset,file,task", [
+    ("synta", "GPT_description/synta_ta_gpt_class_description_head.csv", "coarse"),
+    ("synta", "GPT_description/synta_ta_gpt_class_description_fine.csv", "fine"),
+    ("k400ta", "GPT_discription/kinetics_ta_gpt_Class_description_head.csv", "coarse"),
+    ("ssv2ta", "GPT_discription/ssv2_ta_gpt_class_description_head.csv", "coarse"),
+])
+def test_benchmark_ezclip_descriptions_cover_every_class(dataset, file, task, shared):
+    from data.hierarchy import describe, load_descriptions
+
+    d = load_descriptions(shared / "upstream" / "configs" / "ezclip" / file)
+    h = load_hierarchy(dataset)
+    names = h.coarse_names if task == "coarse" else [c.name for c in h.fine]
+    texts = describe(names, d)
+    assert len(texts) == len(names) and all(len(t) > 40 and "\n" not in t for t in texts)

@@ -41,10 +41,10 @@ def test_both_directions_then_evaluate(model, synta_tiny, tmp_path, capsys):
     printed = capsys.readouterr().out
     for word in ("Known (val set 1)", "Unknown (val set 2)", "D_abs", "HM", "average of the two directions"):
         assert word in printed
-    avg, (d1, d2) = summary["average"], summary["directions"]
+    avg, (d1, d2) = summary["averages"][0]["top1"], summary["directions"]
     assert avg["known"] == pytest.approx((d1["top1"]["known"] + d2["top1"]["known"]) / 2)
     assert avg["hm"] == pytest.approx((d1["top1"]["hm"] + d2["top1"]["hm"]) / 2)
-    assert json.loads((tmp_path / "all.json").read_text())["average"]["d_abs"] == pytest.approx(avg["d_abs"])
+    assert json.loads((tmp_path / "all.json").read_text())["averages"][0]["top1"]["d_abs"] == pytest.approx(avg["d_abs"])
     # evaluate.py re-scores the checkpoint exactly as train.py did at the end of the run
     assert d1["top1"] == json.loads((tmp_path / "set1" / "results.json").read_text())["top1"]
 
@@ -152,7 +152,7 @@ def test_video_models_train_and_evaluate_in_both_directions(model, synta_tiny, t
     capsys.readouterr()
     summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
     assert "average of the two directions" in capsys.readouterr().out
-    assert summary["average"]["known"] == pytest.approx(
+    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
         (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
 
 
