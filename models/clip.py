@@ -530,6 +530,34 @@ def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77, truncat
 
 
 # ---------------------------------------------------------------------------------------------
+# class texts: what the text models embed for a label space
+
+
+def class_prompts(names: Sequence[str], templates: Sequence[str] = ("{}",), descriptions: dict = None) -> list:
+    """Prompts of each class: its description when `descriptions` ({name: text}, see
+    data.hierarchy.load_descriptions) is given, else every template filled with the class name
+    ("a photo of a {}.") -> [[prompt, ...] per class]."""
+    if descriptions is not None:
+        from data.hierarchy import describe
+
+        return [[text] for text in describe(list(names), descriptions)]
+    return [[t.format(name) for t in templates] for name in names]
+
+
+def text_features(encode_text: Callable, prompts: list, device=None, truncate: bool = True) -> torch.Tensor:
+    """L2-normalised text embedding of each class, averaged over its prompts (then normalised again,
+    as CLIP's prompt ensembling does) -> [K, D]. `encode_text` maps token ids [N, 77] to [N, D]."""
+    flat = [p for per_class in prompts for p in per_class]
+    tokens = tokenize(flat, truncate=truncate)
+    if device is not None:
+        tokens = tokens.to(device)
+    feats = F.normalize(encode_text(tokens).float(), dim=-1)
+    counts = [len(per_class) for per_class in prompts]
+    per_class = torch.stack([chunk.mean(0) for chunk in feats.split(counts)])
+    return F.normalize(per_class, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
 # CLIP weights
 
 

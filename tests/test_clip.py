@@ -437,3 +437,20 @@ def test_wrong_architecture_is_refused(tmp_path):
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict(str(tmp_path / "junk.pt"))
     assert "cannot read" in one_line_exit(e)
+
+
+def test_class_prompts_and_averaged_text_features():
+    names = ["punching bag", "punching person (boxing)"]
+    assert mc.class_prompts(names, ["a photo of a {}.", "a video of {}"]) == [
+        ["a photo of a punching bag.", "a video of punching bag"],
+        ["a photo of a punching person (boxing).", "a video of punching person (boxing)"]]
+    assert mc.class_prompts(names, descriptions={"Punching bag": "hits a bag", "punching person (boxing)": "boxing"}) == [
+        ["hits a bag"], ["boxing"]]
+    torch.manual_seed(0)
+    table = torch.randn(49408, 8)
+    encode = lambda tokens: table[tokens].sum(1)  # any token -> feature map will do
+    prompts = [["a", "b"], ["c"]]
+    feats = mc.text_features(encode, prompts)
+    a, b, c = (torch.nn.functional.normalize(encode(mc.tokenize([t]))[0], dim=0) for t in "abc")
+    assert torch.allclose(feats[0], torch.nn.functional.normalize((a + b) / 2, dim=0), atol=1e-6)
+    assert torch.allclose(feats[1], c, atol=1e-6) and feats.shape == (2, 8)
