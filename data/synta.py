@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from data.hierarchy import load_hierarchy
-from data.render import (BLENDER_FOV_DEG, SHAPES, TEXTURES, Background, Camera, Light, Solid, draw_text,
+from data.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
                          encode_png, limit_blas_threads, render_clip, render_frames, texture_params,
                          write_mp4)
 from data.synta_motions import CLASSES, VIEW_RELATIVE, Ctx
