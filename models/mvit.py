@@ -41,19 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.video_common import VideoInput, drop_path, drop_path_mask, load_pretrained
-
-
-def round_width(width, multiplier, min_width=1, divisor=1):
-    """slowfast/models/utils.round_width."""
-    if not multiplier:
-        return width
-    width *= multiplier
-    min_width = min_width or divisor
-    out = max(min_width, int(width + divisor / 2) // divisor * divisor)
-    if out < 0.9 * width:
-        out += divisor
-    return int(out)
+from models.video_common import VideoInput, drop_path, drop_path_mask, load_pretrained, round_width
 
 
 def attention_pool(x, pool, thw, has_cls, norm=None):

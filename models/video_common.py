@@ -45,6 +45,18 @@ class VideoInput(nn.Module):
         return x.contiguous()
 
 
+def round_width(width, multiplier, min_width=1, divisor=1):
+    """slowfast/models/utils.round_width."""
+    if not multiplier:
+        return width
+    width *= multiplier
+    min_width = min_width or divisor
+    out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if out < 0.9 * width:
+        out += divisor
+    return int(out)
+
+
 def drop_path(x: torch.Tensor, p: float, training: bool, mask: torch.Tensor = None) -> torch.Tensor:
     """Stochastic depth per sample (PySlowFast common.drop_path); `mask` reuses a given [B, 1, ...] mask."""
     if not training or (p == 0.0 and mask is None):

@@ -23,19 +23,7 @@ import torch
 import torch.nn as nn
 
 from models.resnet import ResBlock, ResStage, VideoStem
-from models.video_common import VideoInput, batchnorm_param_names, init_pyslowfast_cnn, load_pretrained
-
-
-def round_width(width, multiplier, min_width=1, divisor=1):
-    """slowfast/models/utils.round_width."""
-    if not multiplier:
-        return width
-    width *= multiplier
-    min_width = min_width or divisor
-    out = max(min_width, int(width + divisor / 2) // divisor * divisor)
-    if out < 0.9 * width:
-        out += divisor
-    return int(out)
+from models.video_common import VideoInput, batchnorm_param_names, init_pyslowfast_cnn, load_pretrained, round_width
 
 
 class X3DStem(nn.Module):
