@@ -170,13 +170,16 @@ class ActionCLIP(nn.Module):
             drawn = torch.randint(n, (1,)).expand(v.shape[0])
         used, which = drawn.unique(return_inverse=True)
         text = self.encode_prompts(used)[which.to(v.device)]  # [B, K, D]
-        return self.clip.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, text)
+        with torch.autocast(v.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            return self.clip.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, text)
 
     def test_scores(self, v: torch.Tensor) -> torch.Tensor:
         """log of the class probabilities averaged over the templates [B, K]."""
         scale = self.test_logit_scale if self.test_logit_scale is not None else self.clip.logit_scale.exp()
-        probs = (scale * torch.einsum("bd,pkd->bpk", v, self.template_features())).softmax(dim=-1).mean(dim=1)
-        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+        text = self.template_features()
+        with torch.autocast(v.device.type, enabled=False):  # fp32: bf16 would blur the scores
+            probs = (scale * torch.einsum("bd,pkd->bpk", v, text)).softmax(dim=-1).mean(dim=1)
+            return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
     # -- optimizer hooks ----------------------------------------------------------------------
 

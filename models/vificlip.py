@@ -134,7 +134,9 @@ class ViFiCLIP(CLIP):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         v = F.normalize(self.encode_video(video).float(), dim=-1)
-        return self.logit_scale.exp() * v @ self.class_text_features().t()
+        text = self.class_text_features()
+        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            return self.logit_scale.exp() * v @ text.float().t()
 
     def no_weight_decay(self) -> set:
         return {"visual.positional_embedding", "visual.class_embedding", "positional_embedding"}

@@ -282,9 +282,10 @@ class XCLIP(CLIP):
         video_features, tokens = self.encode_video(video)
         text = self.class_text_features().unsqueeze(0).expand(video.shape[0], -1, -1)
         text = text + self.prompts_generator(text, tokens)
-        v = F.normalize(video_features.float(), dim=-1)
-        txt = F.normalize(text.float(), dim=-1)
-        return self.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, txt)
+        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            v = F.normalize(video_features.float(), dim=-1)
+            txt = F.normalize(text.float(), dim=-1)
+            return self.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, txt)
 
     # -- optimizer hooks ----------------------------------------------------------------------
 

@@ -230,3 +230,15 @@ def test_text_cache_gives_the_uncached_logits_and_follows_names_and_weights():
         model.ln_final.weight.add_(0.5)  # any change of the text weights invalidates the cache
         changed = model(video)
         assert len(calls) == n + 1 and not torch.allclose(changed, first)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    grads = []
+    for flag in (False, True):
+        model = tiny("xclip", CLASSES, grad_checkpointing=flag)
+        assert model.visual.transformer.grad_checkpointing is flag
+        model(video).logsumexp(1).sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, atol=1e-6, rtol=1e-5)
