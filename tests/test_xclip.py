@@ -59,11 +59,15 @@ def test_a_release_file_with_a_pickled_config_loads_without_running_it(tmp_path)
     path = save_with_yacs_config({"model": src.state_dict()}, tmp_path / "k400_16_8.pth")
     with pytest.raises(Exception):
         torch.load(path, weights_only=True)  # the reason read_release exists
-    cfg = tiny_cfg("xclip")
-    cfg["pretrained"] = str(path)
-    model = build_model(cfg, CLASSES)
+    model = tiny("xclip", CLASSES, frames=4, seed=6)
+    logs = []
+    model.load_pretrained(str(path), log=logs.append)
     for k, v in src.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
+    assert any("yacs.config.CfgNode" in m and "left out" in m for m in logs)
+    cfg = tiny_cfg("xclip")
+    cfg["pretrained"] = str(path)
+    assert torch.equal(build_model(cfg, CLASSES).prompts_visual_proj, src.prompts_visual_proj)
 
 
 def test_clip_weights_load_and_the_new_modules_keep_their_initialisation(tmp_path):
@@ -88,8 +92,9 @@ def test_files_that_do_not_fit_are_refused_in_one_line(tmp_path):
     state["prompts_visual_proj"] = state["prompts_visual_proj"][:, :16]
     torch.save({"model": state}, tmp_path / "narrow.pth")
     torch.save({"model": {"image_encoder.conv1.weight": torch.zeros(1)}}, tmp_path / "vifi.pth")
+    (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not a checkpoint")
     for name, words in (("narrow.pth", ("another shape", "prompts_visual_proj")), ("vifi.pth", ("neither X-CLIP nor CLIP",)),
-                        ("absent.pth", ("not found",))):
+                        ("absent.pth", ("not found",)), ("junk.pth", ("cannot read",))):
         cfg = tiny_cfg("xclip")
         cfg["pretrained"] = str(tmp_path / name)
         with pytest.raises(SystemExit) as e:
