@@ -48,7 +48,7 @@ def test_full_size_state_dict_is_openai_clip_and_the_release_maps_onto_it():
     assert any("prompt_learner.complete_text_embeddings" in m for m in logs)
 
 
-def test_a_release_file_loads_by_renaming_with_the_token_embedding_from_clip(tmp_path):
+def test_a_release_file_loads_by_renaming_with_the_token_embedding_from_clip(tmp_path, capsys):
     src = tiny("vificlip", CLASSES, seed=5)
     with torch.no_grad():
         src.logit_scale.fill_(3.0)
@@ -57,10 +57,14 @@ def test_a_release_file_loads_by_renaming_with_the_token_embedding_from_clip(tmp
     path = save_with_yacs_config({"model": as_release(src.state_dict())}, tmp_path / "vifi.pth")
     cfg = tiny_cfg("vificlip", token_embedding_from=str(tmp_path / "clip.pt"))
     cfg["pretrained"] = str(path)
+    capsys.readouterr()
     model = build_model(cfg, CLASSES)
     for k, v in src.state_dict().items():
         want = clip.token_embedding.weight if k == "token_embedding.weight" else v
         assert torch.equal(model.state_dict()[k], want), k
+    log = capsys.readouterr().err
+    assert "prompt_learner.complete_text_embeddings" in log and "token_embedding.weight (absent from" in log
+    assert "yacs.config.CfgNode" in log and f"loaded {len(src.state_dict())} tensors" in log
 
 
 def test_releases_that_do_not_fit_are_refused_in_one_line(tmp_path):
