@@ -247,3 +247,11 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
     for n, g in grads[0].items():
         torch.testing.assert_close(grads[1][n], g, atol=1e-6, rtol=1e-5)
+
+
+def test_without_fix_text_the_text_tower_trains_and_is_not_cached_in_training():
+    model = tiny("xclip", CLASSES, fix_text=False)
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    model(video).logsumexp(1).sum().backward()
+    assert model.ln_final.weight.grad is not None and model.ln_final.weight.grad.abs().sum() > 0
+    assert model.logit_scale.grad is not None and model._text_cache._value is None
