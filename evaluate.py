@@ -4,6 +4,12 @@
     python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt runs/vit_synta_coarse_set2/ckpt.pt --json results.json
     python evaluate.py --ckpt runs/xclip_synta_{coarse,fine}_set{1,2}/ckpt.pt      # coarse and fine tables
 
+One video, any class names (text models; see demo()):
+
+    python evaluate.py --video clip.mp4 --classes "punching bag,punching person" --model vificlip --pretrained ViT-B/16
+    python evaluate.py --video clip.mp4 --classes "punching bag,punching person" --ckpt runs/xclip_k400ta_fine_set1/ckpt.pt
+    python evaluate.py --video clip.mp4 --ckpt runs/vit_synta_coarse_set1/ckpt.pt   # a checkpoint's own classes
+
 Model, dataset, task and training set come from the checkpoint. Given one checkpoint per training
 set (of the same model, dataset and task) it also prints the two-direction average of the official
 tables: Known, Unknown, D_abs and HM each averaged over the directions (HM computed per direction,
@@ -24,10 +30,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from data.hierarchy import load_hierarchy
+from data.augment import crop_views
+from data.hierarchy import check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import read_dataset_info
-from models import build_model
+from data.video import open_video, sample_indices
+from models import apply_override, build_model, check_model, list_models, load_recipe, parse_override
 from models.weights import load_checked
 
 # ---------------------------------------------------------------------------------------------
@@ -244,9 +252,105 @@ def resolve_data(cfg: dict, splits: str = None, root: str = None):
     return splits_dir, video_root
 
 
+# ---------------------------------------------------------------------------------------------
+# one video (the demo)
+
+
+def parse_class_list(text: str) -> list:
+    names = [c.strip() for c in (text or "").split(",")]
+    if not any(names) or not all(names):
+        raise SystemExit(f"error: --classes expects class names separated by commas, e.g. "
+                         f"--classes \"punching bag,punching person\", got {text!r}")
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise SystemExit(f"error: --classes names {repeated[0]!r} more than once")
+    return names
+
+
+def read_clip(path, cfg: dict, backend: str = "decord") -> torch.Tensor:
+    """The test views of one video as the recipe samples them for testing: the centre temporal clip
+    (input.sampling / frames / stride at position 0.5), resized to test.short_side and cut into
+    test.crops crops of input.size -> uint8 [V, T, 3, S, S]."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: video {path} not found")
+    try:
+        reader = open_video(path, backend)
+        frames = reader.get(sample_indices(len(reader), cfg["input"], None, 0.5))
+    except Exception as e:  # noqa: BLE001 - decoders raise their own error types
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise SystemExit(f"error: cannot decode video {path} ({type(e).__name__}: {first})") from None
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    return torch.stack(crop_views(clip, cfg["input"]["size"], cfg["test"]["short_side"], cfg["test"]["crops"]))
+
+
+def demo(args) -> dict:
+    """Rank class names for one video: probabilities (softmax averaged over the test crops).
+
+    The model comes from a checkpoint of train.py (--ckpt) or from a recipe and its pretrained
+    weights (--model, --pretrained, optionally --data / --tiny / --set). Text models score any
+    --classes; without --classes a checkpoint ranks the classes it was trained on, which is the only
+    thing a classifier (fixed softmax head) can do, so --classes with a classifier is an error."""
+    device = pick_device(args.device)
+    classes = parse_class_list(args.classes) if args.classes is not None else None
+    if args.ckpt and args.model:
+        raise SystemExit("error: give either --ckpt RUN/ckpt.pt or --model NAME for --video, not both")
+    if args.ckpt:
+        if len(args.ckpt) != 1:
+            raise SystemExit("error: --video takes one checkpoint")
+        ckpt = load_checkpoint(args.ckpt[0])
+        cfg = ckpt["config"]
+        own = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
+        model = build_model({**cfg, "pretrained": "none"}, own)
+        load_model_state(model, ckpt["model"], args.ckpt[0])
+        source = args.ckpt[0]
+        if classes is not None and not hasattr(model, "set_class_names"):
+            raise SystemExit(f"error: {source} is a {cfg['model_name']} classifier with {len(own)} fixed classes; "
+                             f"leave out --classes to rank its own classes, or use a text model for --classes")
+        if classes is not None:
+            model.set_class_names(classes)
+        names = classes or own
+    else:
+        if not args.model:
+            raise SystemExit("error: --video needs a model: --ckpt RUN/ckpt.pt, or --model NAME [--pretrained WEIGHTS]")
+        check_model(args.model)
+        if args.data:
+            check_dataset(args.data)
+        cfg = load_recipe(args.model, args.data, tiny=args.tiny)
+        if args.pretrained:
+            cfg["pretrained"] = args.pretrained
+        for text in args.set:
+            apply_override(cfg, *parse_override(text))
+        with torch.device("meta"):
+            probe = build_model({**cfg, "pretrained": "none"}, classes or ["class"])
+        if not hasattr(probe, "set_class_names"):
+            raise SystemExit(f"error: {args.model} is a classifier with fixed classes; --model needs a text model "
+                             f"for --classes, or pass a trained checkpoint with --ckpt")
+        if classes is None:
+            raise SystemExit("error: --model needs --classes (class names separated by commas)")
+        model = build_model(cfg, classes)
+        names, source = classes, f"pretrained {cfg['pretrained']}"
+    model.to(device).eval()
+    clips = read_clip(args.video, cfg, args.backend).to(device)
+    with torch.no_grad(), autocast(device, cfg["train"]["precision"]):
+        out = model(clips)
+    logits = out["logits"] if isinstance(out, dict) else out
+    probs = logits.float().softmax(-1).mean(0).cpu()
+    order = probs.argsort(descending=True).tolist()
+    shown = order[: args.top] if args.top else order
+    inp = cfg["input"]
+    print(f"{args.video}: {cfg['model_name']} ({source}); {inp['frames']} frames of the centre clip, "
+          f"{cfg['test']['crops']} crop(s) of {inp['size']} px")
+    width = max(len(names[i]) for i in shown)
+    for rank, i in enumerate(shown, 1):
+        print(f"{rank:4d}. {names[i]:<{width}}  {100 * probs[i].item():6.2f}%")
+    return {"video": str(args.video), "model": cfg["model_name"], "classes": [names[i] for i in order],
+            "probs": [probs[i].item() for i in order]}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoints; one per training set gives the two-direction average")
+    p.add_argument("--ckpt", nargs="+", help="checkpoints; one per training set gives the two-direction average")
     p.add_argument("--views", help="test views CLIPSxCROPS, e.g. 4x3 (default: the recipe's)")
     p.add_argument("--splits", help="prepared split folder (default: the one the run used)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
@@ -255,7 +359,24 @@ def main(argv=None):
     p.add_argument("--backend", default="decord", choices=["decord", "pyav"])
     p.add_argument("--device")
     p.add_argument("--json", help="write every number to this file")
+    demo_args = p.add_argument_group("one video (demo)")
+    demo_args.add_argument("--video", help="rank class names for this video instead of evaluating val sets")
+    demo_args.add_argument("--classes", help='class names separated by commas, e.g. "punching bag,punching person"')
+    demo_args.add_argument("--model", help=f"a recipe instead of --ckpt: one of {', '.join(list_models())}")
+    demo_args.add_argument("--pretrained", help="weights for --model (default: the recipe's), e.g. ViT-B/16 or a path")
+    demo_args.add_argument("--data", help="the recipe's section for this dataset (--model)")
+    demo_args.add_argument("--tiny", action="store_true", help="the recipe's CPU-sized variant (--model)")
+    demo_args.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe key (--model)")
+    demo_args.add_argument("--top", type=int, help="print only the N most likely classes")
     args = p.parse_args(argv)
+    if args.video:
+        return demo(args)
+    if not args.ckpt:
+        raise SystemExit("error: give --ckpt CHECKPOINT [...] to evaluate, or --video FILE to classify one video")
+    stray = [f"--{k}" for k in ("classes", "model", "pretrained", "data", "top") if getattr(args, k)]
+    stray += ["--tiny"] * args.tiny + ["--set"] * bool(args.set)
+    if stray:
+        raise SystemExit(f"error: {stray[0]} belongs to the one-video demo; add --video FILE")
 
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)

@@ -42,6 +42,13 @@ Tokenizer: byte-level BPE with ftfy + regex cleaning, context 77, identical ids 
 `clip.tokenize`. The vocabulary models/bpe_simple_vocab_16e6.txt.gz is OpenAI's (MIT, see
 models/CLIP_LICENSE) and its SHA256 is checked on first use.
 
+Class texts: `class_prompts` (templates or one description per class), `text_features` (prompt-
+averaged, normalised or raw, from prompts or kept tokens), `text_settings(cfg)` (a recipe's `text:`
+section) and `TextFeatureCache` (text features kept per label space until the text weights change).
+
+Released checkpoints that pickle more than tensors (X-CLIP's and ViFi-CLIP's yacs config) are read by
+`read_release`, which resolves only torch's weights_only globals and leaves every other object out.
+
 Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
 default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
 archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Errors are one line
@@ -51,7 +58,9 @@ import gzip
 import hashlib
 import html
 import math
+import pickle
 import sys
+import types
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -62,7 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint
+from models.weights import _is_torchscript, _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint
 
 MODEL_DIR = Path(__file__).resolve().parent
 
@@ -544,17 +553,72 @@ def class_prompts(names: Sequence[str], templates: Sequence[str] = ("{}",), desc
     return [[t.format(name) for t in templates] for name in names]
 
 
-def text_features(encode_text: Callable, prompts: list, device=None, truncate: bool = True) -> torch.Tensor:
+def text_features(encode_text: Callable, prompts: list, device=None, truncate: bool = True,
+                  normalize: bool = True, tokens: torch.Tensor = None) -> torch.Tensor:
     """L2-normalised text embedding of each class, averaged over its prompts (then normalised again,
-    as CLIP's prompt ensembling does) -> [K, D]. `encode_text` maps token ids [N, 77] to [N, D]."""
+    as CLIP's prompt ensembling does) -> [K, D]. `encode_text` maps token ids [N, 77] to [N, D].
+    normalize=False: the plain mean of the raw embeddings (X-CLIP feeds unnormalised text features
+    to its prompt generator); with one prompt per class that is the embedding itself.
+    tokens: tokenize() of the flattened prompts, when the caller keeps them (tokenising is Python
+    work, too slow to repeat at every training step)."""
     flat = [p for per_class in prompts for p in per_class]
-    tokens = tokenize(flat, truncate=truncate)
+    if tokens is None:
+        tokens = tokenize(flat, truncate=truncate)
+    elif len(tokens) != len(flat):
+        raise ValueError(f"{len(tokens)} token rows for {len(flat)} prompts")
     if device is not None:
         tokens = tokens.to(device)
-    feats = F.normalize(encode_text(tokens).float(), dim=-1)
+    feats = encode_text(tokens).float()
+    if normalize:
+        feats = F.normalize(feats, dim=-1)
     counts = [len(per_class) for per_class in prompts]
     per_class = torch.stack([chunk.mean(0) for chunk in feats.split(counts)])
-    return F.normalize(per_class, dim=-1)
+    return F.normalize(per_class, dim=-1) if normalize else per_class
+
+
+def text_settings(cfg: dict) -> tuple:
+    """(templates, descriptions) of a recipe's `text` section: `templates` (default ["{}"]) and, when
+    `descriptions` names a CSV (see data.hierarchy.load_descriptions), {class name: description},
+    which then replaces the templates (one prompt per class); else None."""
+    section = cfg.get("text") or {}
+    templates = list(section.get("templates") or ["{}"])
+    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    if bad:
+        raise SystemExit(f"error: text.templates: every template needs exactly one {{}} for the class name, got {bad[0]!r}")
+    descriptions = None
+    if section.get("descriptions"):
+        from data.hierarchy import load_descriptions
+
+        descriptions = load_descriptions(section["descriptions"])
+    return templates, descriptions
+
+
+class TextFeatureCache:
+    """The text features of one label space, kept until something they depend on changes.
+
+    get(key, params, compute): `key` names the label space and prompts (e.g. the class names);
+    `params` are the text tower's parameters. The value is recomputed when the key changes or when
+    any parameter is replaced, moved, cast or modified in place (an optimizer step or load_state_dict
+    bumps the tensor's version counter), so a cache filled in evaluation is never used after the
+    tower has trained on. Call it only where the features need no autograd graph (text tower frozen,
+    evaluation, or under no_grad)."""
+
+    def __init__(self):
+        self._key, self._value = None, None
+
+    def clear(self) -> None:
+        self._key, self._value = None, None
+
+    @staticmethod
+    def state(params) -> tuple:
+        return tuple((id(p), p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+
+    def get(self, key, params, compute: Callable):
+        full_key = (key, self.state(params))
+        if full_key != self._key:
+            value = compute()
+            self._key, self._value = full_key, value
+        return self._value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,6 +660,77 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
         raise SystemExit(f"error: {source} holds no OpenAI CLIP ViT weights{hint}: no visual.conv1.weight "
                          f"(first keys: {_names(state)})")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+class _Opaque(dict):
+    """Stands in for an object of a checkpoint that is neither a tensor nor a plain container (a
+    pickled yacs config, a numpy scalar, ...): an empty dict that accepts and ignores any arguments
+    and state, so unpickling it runs no code of the original class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __setstate__(self, state):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _InertUnpickler(pickle.Unpickler):
+    """Resolves only the globals torch's weights_only loader allows (tensor rebuilders, dtypes,
+    OrderedDict, ...); every other global becomes an _Opaque subclass of the same name."""
+
+    def find_class(self, module: str, name: str):
+        from torch import _weights_only_unpickler
+
+        allowed = _weights_only_unpickler._get_allowed_globals()
+        full = f"{module}.{name}"
+        if full in allowed:
+            return allowed[full]
+        return type(name, (_Opaque,), {"__module__": module, "__qualname__": name})
+
+
+_inert_pickle = types.ModuleType("inert_pickle")
+_inert_pickle.Unpickler = _InertUnpickler
+_inert_pickle.load = lambda f, **kwargs: _InertUnpickler(f, **kwargs).load()
+
+
+def read_release(path, what: str = "checkpoint", log=_log):
+    """Read a released checkpoint on the CPU, including training checkpoints that pickle more than
+    tensors (X-CLIP and ViFi-CLIP save their yacs config, optimizer and scheduler beside the weights,
+    which torch.load(weights_only=True) refuses). A TorchScript archive or a file weights_only can
+    read goes through models.weights.read_checkpoint; otherwise the file is unpickled with only
+    torch's weights_only globals resolved and every other object replaced by an inert stand-in (no
+    code of the original classes runs), and the replaced names are logged. Errors are one line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"error: {what} '{path}' not found")
+    if _is_torchscript(path):
+        return read_checkpoint(path, what)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # objects beyond tensors and containers: read below with inert stand-ins
+    except Exception:  # noqa: BLE001 - read_checkpoint gives the one-line explanation
+        return read_checkpoint(path, what)
+    try:
+        others = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # noqa: BLE001 - only used for the log line
+        others = []
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
+    except Exception as e:  # noqa: BLE001 - every reader failure gets the same one-line explanation
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise SystemExit(f"error: cannot read {what} {path} ({type(e).__name__}: {first}); expected a PyTorch "
+                         f"checkpoint") from None
+    if others:
+        log(f"{path.name}: read without running its {len(others)} non-tensor classes ({_names(others)}); "
+            f"their objects are left out")
+    return obj
 
 
 def load_clip(spec="ViT-B/16", config: dict = None, log=_log, **kwargs) -> CLIP:

@@ -1,0 +1,247 @@
+"""ActionCLIP (Wang et al., 2021; github.com/sallymmx/ActionCLIP) as ported to mmaction2
+(projects/actionclip), the version the benchmark trained: CLIP + a temporal transformer adapter.
+
+    video uint8 [B, T, 3, H, W] -> CLIP normalisation -> clip.visual per frame [B, T, 512]
+    -> adapter: + frame_position_embeddings[:T], CLIP Transformer(512, 6 layers, 8 heads), residual,
+       mean over T -> video feature [B, 512] -> L2 norm
+    class texts: 16 templates per class ("a photo of action {}", ..., "The woman is {}") -> clip text
+       tower -> L2 norm, one feature per (template, class)
+
+  * training (model.train()): every clip draws one template at random (model.template_sampling:
+    `sample`; `batch` draws one per step), and its logits are logit_scale.exp() * cos(video, that
+    template's text of every class) [B, K]; the harness's cross-entropy over the classes is the loss.
+    Both towers, logit_scale and the adapter are trained (the adapter at lr x10).
+  * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
+    at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
+    templates. forward returns the log of these averaged probabilities, so the softmax the harness
+    applies gives exactly them. The text features are cached per label space (models.clip.
+    TextFeatureCache: recomputed after set_class_names or any change of the text weights).
+
+The published training losses are not used: the original's KL loss between video-text similarities
+and the ground-truth pairing matrix, and the mmaction2 port's symmetric InfoNCE over the (video,
+text-of-its-label) pairs of the batch. Both treat the other samples of the batch as the negatives;
+here the negatives are the other classes' texts, as the harness's other text models train.
+
+State dict: the mmaction2 port's layout, `clip.<OpenAI CLIP names>` and `adapter.frame_position_
+embeddings.weight` [T, 512], `adapter.transformer.resblocks.N.*`. Pretrained (recipe `pretrained`):
+  * a CLIP name or file (ViT-B/16): loaded into clip.*, the adapter keeps its initialisation
+    (normal std 0.02 for Linear / Embedding weights, zero biases, as the port's init_weights);
+  * the mmaction2 port's checkpoint (vit-b-16-8f.pth: {'state_dict': {clip.*, adapter.*}}) or one of
+    this repository: by name; a frame_position_embeddings of more rows than T gives its first T rows;
+  * the original release ({'model_state_dict': CLIP (fp16 / fp32, no prefix), 'fusion_model_state_dict':
+    fusion model with DataParallel's `module.`}): clip. + the CLIP names, adapter. + the fusion names;
+    frame_position_embeddings [77, 512] gives its first T rows (the original uses only those);
+  * none.
+Deviations: the original's fusion transformer uses TF-style LayerNorm (eps 1e-12), the port and this
+file CLIP's (eps 1e-5); weight decay is not applied to 1-D parameters (the harness's convention; the
+port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random
+resized crop. Recipe: actionclip.yaml.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (
+    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release,
+    resize_pos_embed, text_settings, tokenize,
+)
+from models.weights import _names, extract_state_dict, load_checked
+
+# The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
+TEMPLATES = (
+    "a photo of action {}", "a picture of action {}", "Human action of {}", "{}, an action", "{} this is an action",
+    "{}, a video of action", "Playing action of {}", "{}", "Playing a kind of action, {}", "Doing a kind of action, {}",
+    "Look, the human is {}", "Can you recognize the action of {}?", "Video classification of {}", "A video of {}",
+    "The man is {}", "The woman is {}",
+)
+# Buffers an mmaction2 checkpoint may carry beside the weights (the data preprocessor's mean / std).
+PORT_IGNORED = ("data_preprocessor.*",)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def clip_arguments(m: dict, image_size: int) -> dict:
+    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
+                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
+                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
+                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
+                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
+
+
+class TransformerAdapter(nn.Module):
+    """Frame features [B, T, D] + frame_position_embeddings -> CLIP Transformer -> + input -> mean over T."""
+
+    def __init__(self, frames: int, embed_dim: int, layers: int, heads: int):
+        super().__init__()
+        self.frame_position_embeddings = nn.Embedding(frames, embed_dim)
+        self.transformer = Transformer(embed_dim, layers, heads)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, rows = x.shape[1], self.frame_position_embeddings.weight.shape[0]
+        if t > rows:
+            raise ValueError(f"the adapter has frame position embeddings for {rows} frames, the clip has {t}")
+        y = self.transformer(x + self.frame_position_embeddings.weight[:t].to(x.dtype))
+        return (y.to(x.dtype) + x).mean(dim=1)
+
+
+class ActionCLIP(nn.Module):
+    def __init__(self, cfg: dict, class_names: list):
+        super().__init__()
+        m, inp = cfg["model"], cfg["input"]
+        args = clip_arguments(m, inp["size"])
+        self.frames = inp["frames"]
+        self.clip = CLIP(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
+        width = args["transformer_width"]
+        self.adapter = TransformerAdapter(self.frames, args["embed_dim"], m.get("adapter_layers", 6), max(width // 64, 1))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.adapter_lr_mult = float(m.get("adapter_lr_mult", 10.0))
+        self.template_sampling = m.get("template_sampling", "sample")
+        if self.template_sampling not in ("sample", "batch"):
+            raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
+        self.test_logit_scale = m.get("test_logit_scale", 100.0)
+        self.templates, self.descriptions = text_settings(cfg)
+        if not (cfg.get("text") or {}).get("templates"):
+            self.templates = list(TEMPLATES)
+        self._text_cache = TextFeatureCache()
+        self.set_class_names(class_names)
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def set_class_names(self, names) -> None:
+        """Switch the label space: the logits score these classes from the next forward on."""
+        names = list(names)
+        if not names:
+            raise ValueError("set_class_names needs at least one class name")
+        self.class_names = names
+        self.prompts = class_prompts(names, self.templates, self.descriptions)  # [K][P]
+        tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
+        self._tokens = tokens.view(len(names), -1, tokens.shape[-1]).transpose(0, 1).contiguous()  # [P, K, 77]
+
+    def text_parameters(self) -> list:
+        return [p for n, p in self.clip.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+
+    def encode_prompts(self, which: torch.Tensor) -> torch.Tensor:
+        """L2-normalised text features of templates `which` [U] for every class -> [U, K, D] (fp32)."""
+        tokens = self._tokens[which.cpu()].to(self.clip.positional_embedding.device)
+        feats = self.clip.encode_text(tokens.flatten(0, 1)).float()
+        return F.normalize(feats, dim=-1).view(len(which), len(self.class_names), -1)
+
+    def template_features(self) -> torch.Tensor:
+        """Cached [P, K, D] features of every template (evaluation)."""
+        device = self.clip.positional_embedding.device
+        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
+        with torch.no_grad():
+            return self._text_cache.get(key, self.text_parameters(),
+                                        lambda: self.encode_prompts(torch.arange(self._tokens.shape[0])))
+
+    # -- video --------------------------------------------------------------------------------
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        return self.adapter(self.clip.visual(x).view(b, t, -1))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        v = F.normalize(self.encode_video(video).float(), dim=-1)
+        if self.training:
+            return self.train_logits(v)
+        return self.test_scores(v)
+
+    def train_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
+        n = self._tokens.shape[0]
+        if self.template_sampling == "sample":
+            drawn = torch.randint(n, (v.shape[0],))
+        else:
+            drawn = torch.randint(n, (1,)).expand(v.shape[0])
+        used, which = drawn.unique(return_inverse=True)
+        text = self.encode_prompts(used)[which.to(v.device)]  # [B, K, D]
+        with torch.autocast(v.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            return self.clip.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, text)
+
+    def test_scores(self, v: torch.Tensor) -> torch.Tensor:
+        """log of the class probabilities averaged over the templates [B, K]."""
+        scale = self.test_logit_scale if self.test_logit_scale is not None else self.clip.logit_scale.exp()
+        text = self.template_features()
+        with torch.autocast(v.device.type, enabled=False):  # fp32: bf16 would blur the scores
+            probs = (scale * torch.einsum("bd,pkd->bpk", v, text)).softmax(dim=-1).mean(dim=1)
+            return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+    # -- optimizer hooks ----------------------------------------------------------------------
+
+    def no_weight_decay(self) -> set:
+        return {"clip.visual.positional_embedding", "clip.visual.class_embedding", "clip.positional_embedding"}
+
+    def lr_multipliers(self) -> dict:
+        return {} if self.adapter_lr_mult == 1.0 else {"adapter.": self.adapter_lr_mult}
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+            return {"loaded": 0}
+        spec = str(spec)
+        if spec in CLIP_MODELS:
+            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: ActionCLIP weights '{spec}' not found: pretrained takes a CLIP name "
+                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ActionCLIP weights, or none")
+        return self.load_state_from(read_release(path, "ActionCLIP weights", log=log), str(path), log=log)
+
+    def load_state_from(self, obj, source: str, log=_log) -> dict:
+        """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""
+        allow_missing, allow_unexpected = (), PORT_IGNORED
+        if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict) \
+                and isinstance(obj.get("fusion_model_state_dict"), dict):
+            clip_state = extract_state_dict(obj["model_state_dict"], f"{source} model_state_dict", containers=())
+            fusion = extract_state_dict(obj["fusion_model_state_dict"], f"{source} fusion_model_state_dict", containers=())
+            state = {f"clip.{k}": v for k, v in clip_state.items() if k not in JIT_EXTRAS}
+            state.update({f"adapter.{k}": v for k, v in fusion.items()})
+            kind = "the original release"
+        else:
+            state = extract_state_dict(obj, source, containers=("state_dict", "model", "model_state"))
+            if any(k.startswith("clip.") for k in state):
+                state = {k: v for k, v in state.items() if not (k.startswith("clip.") and k[len("clip."):] in JIT_EXTRAS)}
+                kind = "the mmaction2 layout"
+            elif "visual.conv1.weight" in state:
+                state = {f"clip.{k}": v for k, v in state.items() if k not in JIT_EXTRAS}
+                allow_missing, kind = ("adapter.*",), "CLIP"
+            else:
+                raise SystemExit(f"error: {source} holds neither ActionCLIP nor CLIP weights (no clip.*, "
+                                 f"model_state_dict or visual.conv1.weight; first keys: {_names(state)})")
+        key = "adapter.frame_position_embeddings.weight"
+        rows, own = state.get(key), self.adapter.frame_position_embeddings.weight
+        if rows is not None and rows.ndim == 2 and rows.shape[1] == own.shape[1] and rows.shape[0] > own.shape[0]:
+            state[key] = rows[: own.shape[0]]
+            log(f"actionclip: frame_position_embeddings of {source}: the first {own.shape[0]} of {rows.shape[0]} rows")
+        pe, own_pe = state.get("clip.visual.positional_embedding"), self.clip.visual.positional_embedding
+        if pe is not None and pe.shape[0] != own_pe.shape[0] and pe.shape[1:] == own_pe.shape[1:]:
+            try:
+                state["clip.visual.positional_embedding"] = resize_pos_embed(pe, self.clip.visual.grid)
+                log(f"actionclip: resampled visual.positional_embedding of {source} to {own_pe.shape[0]} positions")
+            except ValueError:
+                pass  # not a square grid: reported as a shape mismatch
+        log(f"actionclip: {source} read as {kind}")
+        return load_checked(self, state, source, name="actionclip", allow_missing=allow_missing,
+                            allow_unexpected=allow_unexpected, log=log)
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = ActionCLIP(cfg, class_names)
+    model.load_pretrained(cfg.get("pretrained"))
+    return model

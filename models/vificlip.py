@@ -1,0 +1,200 @@
+"""ViFi-CLIP (Rasheed et al., CVPR 2023; github.com/muzairkhattak/ViFi-CLIP): CLIP fine-tuned on
+video, both towers, with nothing added.
+
+    video uint8 [B, T, 3, H, W] -> ImageNet normalisation -> visual (per frame: ln_post(class token)
+    @ proj) -> [B, T, 512] -> mean over T -> L2 norm
+    class prompts "a photo of a {}." -> the text tower -> L2 norm
+    logits = logit_scale.exp() * video @ text.T   [B, K]
+
+Both towers and logit_scale are trained (the release's `USE: both`); the prompts run through the
+text tower at every training step, so the text features carry gradients. In evaluation they are
+computed once per label space and cached (models.clip.TextFeatureCache: recomputed after
+set_class_names and whenever the text weights change, e.g. when training resumes). token_embedding
+is never trained: ViFi-CLIP embeds its prompts once with OpenAI's table and keeps no embedding
+layer, so it is frozen here.
+
+The model keeps OpenAI CLIP's parameter names (the model is a models.clip.CLIP), so
+`pretrained: ViT-B/16` loads by name and the state dict is exactly OpenAI's 302 tensors. Released
+ViFi-CLIP checkpoints ({'model': ...} saved from DDP, every key `module.`, plus a pickled yacs
+config) are converted at load time by renaming only:
+    module.                      stripped
+    image_encoder.*          ->  visual.*
+    text_encoder.*           ->  * (transformer.*, positional_embedding, ln_final.*, text_projection)
+    logit_scale              ->  logit_scale
+    prompt_learner.complete_text_embeddings (and token_prefix / token_suffix, if present): dropped,
+        as every official loader does; they are the K training prompts already embedded, rebuilt
+        here from the current class names
+    token_embedding.weight: absent from the release, taken from the CLIP weights named by
+        model.token_embedding_from (default ViT-B/16)
+Anything else missing or unexpected (e.g. the learned context of a prompting-stage checkpoint,
+prompt_learner.ctx / VPT) is refused with a one-line error.
+
+Deviations from the published code: batch-first SDPA attention (the core's); fp32 master weights
+with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentations (ViFi-CLIP's data
+pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (
+    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, class_prompts, load_clip_state_dict, read_release,
+    resize_pos_embed, text_features, text_settings, tokenize,
+)
+from models.weights import _names, extract_state_dict, load_checked
+
+# Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
+# its loaders, rebuilt from the class names (implementations.md §3.3).
+RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.token_prefix", "prompt_learner.token_suffix")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def clip_arguments(m: dict, image_size: int) -> dict:
+    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
+                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
+                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
+                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
+                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
+
+
+def vifi_to_clip_names(state: dict) -> tuple:
+    """A ViFi-CLIP state dict (`module.` already stripped) -> (state with OpenAI CLIP names, the
+    dropped class-dependent buffer names). Renaming only; every tensor is passed on unchanged."""
+    out, dropped = {}, []
+    for k, v in state.items():
+        if k in RELEASE_DROPPED:
+            dropped.append(k)
+            continue
+        if k.startswith("image_encoder."):
+            k = "visual." + k[len("image_encoder."):]
+        elif k.startswith("text_encoder."):
+            k = k[len("text_encoder."):]
+        out[k] = v
+    return out, dropped
+
+
+class ViFiCLIP(CLIP):
+    def __init__(self, cfg: dict, class_names: list):
+        m, inp = cfg["model"], cfg["input"]
+        super().__init__(**clip_arguments(m, inp["size"]), drop_path=m.get("drop_path", 0.0),
+                         grad_checkpointing=m.get("grad_checkpointing", False))
+        self.token_embedding.weight.requires_grad_(bool(m.get("train_token_embedding", False)))
+        self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.templates, self.descriptions = text_settings(cfg)
+        self._text_cache = TextFeatureCache()
+        self.set_class_names(class_names)
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def set_class_names(self, names) -> None:
+        """Switch the label space: the logits score these classes from the next forward on."""
+        names = list(names)
+        if not names:
+            raise ValueError("set_class_names needs at least one class name")
+        self.class_names = names
+        self.prompts = class_prompts(names, self.templates, self.descriptions)
+        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
+
+    def text_parameters(self) -> list:
+        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+
+    def class_text_features(self) -> torch.Tensor:
+        """L2-normalised text features of the current classes [K, D] (fp32): with a graph while
+        training, from the cache otherwise."""
+        params = self.text_parameters()
+        device = self.positional_embedding.device
+
+        def compute():
+            return text_features(self.encode_text, self.prompts, device=device, tokens=self._tokens)
+
+        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return compute()
+        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
+        with torch.no_grad():
+            return self._text_cache.get(key, params, compute)
+
+    # -- video --------------------------------------------------------------------------------
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, D]."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        return self.visual(x).view(b, t, -1).mean(dim=1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        v = F.normalize(self.encode_video(video).float(), dim=-1)
+        text = self.class_text_features()
+        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            return self.logit_scale.exp() * v @ text.float().t()
+
+    def no_weight_decay(self) -> set:
+        return {"visual.positional_embedding", "visual.class_embedding", "positional_embedding"}
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+            return {"loaded": 0}
+        spec = str(spec)
+        if spec in CLIP_MODELS:
+            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: ViFi-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
+                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ViFi-CLIP weights, or none")
+        return self.load_state_from(read_release(path, "ViFi-CLIP weights", log=log), str(path), log=log)
+
+    def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
+        """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing
+        token_embedding from `token_embedding`, else from model.token_embedding_from), CLIP weights,
+        or a checkpoint of this repository."""
+        state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
+        state = {k: v for k, v in state.items() if k not in JIT_EXTRAS}
+        if any(k.startswith(("image_encoder.", "text_encoder.")) for k in state):
+            state, dropped = vifi_to_clip_names(state)
+            if dropped:
+                log(f"vificlip: left out the {len(dropped)} class-dependent prompt buffers of {source} "
+                    f"({_names(dropped)}); they are rebuilt from the current class names")
+            if "token_embedding.weight" not in state:
+                if token_embedding is None:
+                    token_embedding = self.clip_token_embedding(source, log=log)
+                state["token_embedding.weight"] = token_embedding
+        elif "visual.conv1.weight" not in state:
+            raise SystemExit(f"error: {source} holds neither ViFi-CLIP nor CLIP weights (no image_encoder.* or "
+                             f"visual.conv1.weight; first keys: {_names(state)})")
+        pe, own = state.get("visual.positional_embedding"), self.visual.positional_embedding
+        if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
+            try:
+                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
+                log(f"vificlip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
+            except ValueError:
+                pass  # not a square grid: reported as a shape mismatch
+        return load_checked(self, state, source, name="vificlip", log=log)
+
+    def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:
+        spec = self.token_embedding_from
+        if spec is None or str(spec).strip().lower() in ("", "none"):
+            raise SystemExit(f"error: {source} is a ViFi-CLIP release, which has no token_embedding; set "
+                             f"model.token_embedding_from to the CLIP weights it was trained from (ViT-B/16 or a path)")
+        clip_state = load_clip_state_dict(spec, log=log)
+        if "token_embedding.weight" not in clip_state:
+            raise SystemExit(f"error: model.token_embedding_from {spec} holds no token_embedding.weight")
+        log(f"vificlip: token_embedding.weight (absent from {source}) taken from CLIP {spec}")
+        return clip_state["token_embedding.weight"]
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = ViFiCLIP(cfg, class_names)
+    model.load_pretrained(cfg.get("pretrained"))
+    return model

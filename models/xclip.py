@@ -1,0 +1,346 @@
+"""X-CLIP (Ni et al., ECCV 2022; github.com/microsoft/VideoX, X-CLIP/): CLIP with cross-frame
+communication, a multi-frame integration transformer and video-specific text prompts.
+
+    video uint8 [B, T, 3, H, W] -> ImageNet normalisation -> frames [B*T, 3, H, W]
+    -> visual: the CLIP image tower whose blocks are CrossFrameBlock (below)
+         -> per-frame features ln_post(class token) @ proj [B, T, 512] and patch tokens [B*T, 196, 768]
+    -> mit: + positional_embedding [1, T, 512], `mit_layers` pre-LN blocks (nn.LayerNorm, QuickGELU),
+            residual, mean over T -> video feature [B, 512]
+    -> prompts: patch tokens -> prompts_visual_ln -> @ prompts_visual_proj -> mean over T [B, 196, 512];
+                prompts_generator (norm, `prompts_layers` x {norm1, cross-attention text -> video
+                tokens, norm3, MLP}, times alpha) turns the class text features into a per-video
+                prompt added to them
+    -> logits = logit_scale.exp() * cos(video feature, text feature + prompt)   [B, K]
+
+CrossFrameBlock (each layer of the image tower): the class token of every frame -> message_fc ->
+message_ln -> message_attn across the T frames of its video (residual) -> appended to the frame's
+tokens as one extra token for the block's attention, and dropped again before the MLP.
+
+Text: class names with the template "{}" (recipe `text:`; or one description per class), the
+unnormalised text features averaged over a class's prompts. With model.fix_text (X-CLIP's FIX_TEXT,
+the default) every parameter outside visual.*, mit.* and prompts* is frozen (the whole text tower
+and logit_scale) and the text features are computed once per label space and cached; the cache
+follows set_class_names and any change of the text weights (models.clip.TextFeatureCache).
+
+Parameter names are the release's exactly (`ckpt['model']`, no prefix; ../shared/reference/
+checkpoint_keys/xclip_b16_{8,16,32}f.json), so the model's own state dict is the released layout.
+Pretrained (recipe key `pretrained`):
+  * a CLIP name or file (ViT-B/16, /path/to/ViT-B-16.pt): the CLIP tensors load by name, message_*,
+    mit.* and prompts* keep their initialisation (as X-CLIP's own start from CLIP);
+  * an X-CLIP release (k400_16_8.pth, k400_16_16.pth, zero.pth, few_*.pth, ...) or a checkpoint of
+    this repository: loaded strictly; mit.positional_embedding [1, T', 512] is interpolated linearly
+    along time to this model's T (e.g. the 32-frame zero.pth into an 8-frame model);
+  * none.
+The release files also pickle X-CLIP's yacs config: they are read without running it
+(models.clip.read_release).
+
+Deviations from the published code (none changes a released tensor's meaning): batch-first SDPA
+attention (the core's; the key bias is not applied, which cannot change an output); stochastic
+depth drops per frame (the original's timm drop_path on [L, B*T, D] tensors drops per token
+position); the mit positional embedding is resampled when a clip has another frame count than the
+model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (
+    CLIP, CLIP_MODELS, JIT_EXTRAS, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
+    TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release, resize_pos_embed,
+    text_features, text_settings, tokenize,
+)
+from models.weights import _names, extract_state_dict, load_checked
+
+# Parameters X-CLIP adds to CLIP; they keep their initialisation when CLIP weights are loaded.
+NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_generator.*", "prompts_visual_ln.*",
+                  "prompts_visual_proj")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _init_linear_and_norm(module: nn.Module) -> None:
+    """X-CLIP's initialisation of its new modules: truncated normal (std 0.02) Linear weights, zero
+    biases, LayerNorms at identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def resample_frames(pos: torch.Tensor, frames: int) -> torch.Tensor:
+    """A time embedding [1, T', D] linearly interpolated to [1, frames, D] (align_corners=False)."""
+    if pos.shape[1] == frames:
+        return pos
+    out = F.interpolate(pos.transpose(1, 2).float(), size=frames, mode="linear", align_corners=False)
+    return out.transpose(1, 2).to(pos.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-frame communication transformer (the image tower's blocks)
+
+
+class CrossFrameBlock(ResidualAttentionBlock):
+    """CLIP block with X-CLIP's message token. forward(x [B*T, L, D], frames=T): the class token of
+    each frame becomes a message (message_fc), the messages of a video attend to each other
+    (message_ln, message_attn, residual), each frame's message joins its tokens for the block's
+    attention and is dropped before the MLP."""
+
+    def __init__(self, d_model: int, n_head: int, attn_mask: torch.Tensor = None, causal: bool = False,
+                 drop_path: float = 0.0, layer: int = 0):
+        super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
+        self.message_fc = nn.Linear(d_model, d_model)
+        self.message_ln = LayerNorm(d_model)
+        self.message_attn = MultiheadAttention(d_model, n_head)
+
+    def forward(self, x: torch.Tensor, frames: int = None) -> torch.Tensor:
+        if frames is None:
+            raise ValueError("CrossFrameBlock needs the frame count: visual(x, frames=T)")
+        bt, length, d = x.shape
+        if bt % frames:
+            raise ValueError(f"{bt} frames are not a whole number of clips of {frames}")
+        msg = self.message_fc(x[:, 0]).view(bt // frames, frames, d)
+        msg = msg + self.drop_path(self.message_attn(self.message_ln(msg)))
+        x = torch.cat([x, msg.reshape(bt, 1, d).to(x.dtype)], dim=1)
+        x = x + self.drop_path(self.attention(self.ln_1(x)))
+        x = x[:, :length]
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-frame integration transformer
+
+
+class MITBlock(ResidualAttentionBlock):
+    """The mit blocks: CLIP's block with torch's own LayerNorm (X-CLIP's mit.py uses nn.LayerNorm)."""
+
+    def __init__(self, d_model: int, n_head: int, **kwargs):
+        super().__init__(d_model, n_head, **kwargs)
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.ln_2 = nn.LayerNorm(d_model)
+
+
+class MultiframeIntegration(Transformer):
+    """mit: frame features [B, T, D] + positional_embedding -> blocks -> + input -> mean over T."""
+
+    def __init__(self, frames: int, embed_dim: int, layers: int):
+        super().__init__(embed_dim, layers, max(embed_dim // 64, 1), block=MITBlock)
+        self.positional_embedding = nn.Parameter(torch.empty(1, frames, embed_dim))
+        nn.init.trunc_normal_(self.positional_embedding, std=0.02)
+        _init_linear_and_norm(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = resample_frames(self.positional_embedding, x.shape[1])
+        y = super().forward(x + pos.to(x.dtype))
+        return (y.to(x.dtype) + x).mean(dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# video-specific prompt generator
+
+
+class PromptCrossAttention(nn.Module):
+    """Multi-head attention of queries [B, N, C] to keys/values [B, M, C]: q_proj, k_proj, v_proj
+    without bias, proj with bias (X-CLIP's prompt.py), computed with SDPA."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        h = self.num_heads
+
+        def heads(t):
+            return t.unflatten(-1, (h, t.shape[-1] // h)).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(heads(self.q_proj(q)), heads(self.k_proj(kv)), heads(self.v_proj(kv)))
+        return self.proj(out.transpose(1, 2).flatten(2))
+
+
+class PromptGeneratorLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0):
+        super().__init__()
+        self.cross_attn = PromptCrossAttention(d_model, nhead)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_model * 4), QuickGELU(), nn.Dropout(dropout),
+                                 nn.Linear(d_model * 4, d_model))
+
+    def forward(self, x: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        x = x + self.cross_attn(self.norm1(x), visual)
+        return x + self.dropout(self.mlp(self.norm3(x)))
+
+
+class VideoSpecificPrompt(nn.Module):
+    """prompts_generator: text [B, K, D] and video tokens [B, M, D] -> alpha * decoded text [B, K, D]."""
+
+    def __init__(self, layers: int = 2, embed_dim: int = 512, alpha: float = 0.1):
+        super().__init__()
+        self.norm = nn.LayerNorm(embed_dim)
+        self.decoder = nn.ModuleList([PromptGeneratorLayer(embed_dim, max(embed_dim // 64, 1)) for _ in range(layers)])
+        self.alpha = nn.Parameter(torch.ones(embed_dim) * alpha)
+        _init_linear_and_norm(self)
+
+    def forward(self, text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        visual = self.norm(visual)
+        for layer in self.decoder:
+            text = layer(text, visual)
+        return self.alpha * text
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def clip_arguments(m: dict, image_size: int) -> dict:
+    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
+                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
+                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
+                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
+                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
+
+
+class XCLIP(CLIP):
+    def __init__(self, cfg: dict, class_names: list):
+        m, inp = cfg["model"], cfg["input"]
+        args = clip_arguments(m, inp["size"])
+        super().__init__(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False),
+                         vision_block=CrossFrameBlock)
+        embed_dim, vision_width = args["embed_dim"], args["vision_width"]
+        self.frames = inp["frames"]
+        self.prompts_generator = VideoSpecificPrompt(m.get("prompts_layers", 2), embed_dim, m.get("prompts_alpha", 0.1))
+        self.mit = MultiframeIntegration(self.frames, embed_dim, m.get("mit_layers", 1))
+        self.prompts_visual_ln = LayerNorm(vision_width)
+        self.prompts_visual_proj = nn.Parameter(torch.randn(vision_width, embed_dim))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.new_lr_mult = float(m.get("new_lr_mult", 10.0))
+        self.fix_text = bool(m.get("fix_text", True))
+        if self.fix_text:
+            for name, p in self.named_parameters():
+                if not any(key in name for key in ("visual.", "mit.", "prompts")):
+                    p.requires_grad_(False)
+        self.templates, self.descriptions = text_settings(cfg)
+        self._text_cache = TextFeatureCache()
+        self.set_class_names(class_names)
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def set_class_names(self, names) -> None:
+        """Switch the label space: the logits score these classes from the next forward on."""
+        names = list(names)
+        if not names:
+            raise ValueError("set_class_names needs at least one class name")
+        self.class_names = names
+        self.prompts = class_prompts(names, self.templates, self.descriptions)
+        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
+
+    def text_parameters(self) -> list:
+        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "mit.", "prompts", "logit_scale"))]
+
+    def class_text_features(self) -> torch.Tensor:
+        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts."""
+        params = self.text_parameters()
+        device = self.positional_embedding.device
+
+        def compute():
+            return text_features(self.encode_text, self.prompts, device=device, normalize=False, tokens=self._tokens)
+
+        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return compute()  # text tower trained (fix_text false): a fresh graph every step
+        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
+        with torch.no_grad():
+            return self._text_cache.get(key, params, compute)
+
+    # -- video --------------------------------------------------------------------------------
+
+    def encode_video(self, video: torch.Tensor):
+        """uint8 [B, T, 3, H, W] -> (video features [B, D] from mit, prompt tokens [B, N, D])."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        cls, tokens = self.visual(x, return_tokens=True, frames=t)
+        tokens = self.prompts_visual_ln(tokens) @ self.prompts_visual_proj.to(tokens.dtype)
+        tokens = tokens.view(b, t, tokens.shape[1], -1).mean(dim=1)
+        return self.mit(cls.view(b, t, -1)), tokens
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        video_features, tokens = self.encode_video(video)
+        text = self.class_text_features().unsqueeze(0).expand(video.shape[0], -1, -1)
+        text = text + self.prompts_generator(text, tokens)
+        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            v = F.normalize(video_features.float(), dim=-1)
+            txt = F.normalize(text.float(), dim=-1)
+            return self.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, txt)
+
+    # -- optimizer hooks ----------------------------------------------------------------------
+
+    def no_weight_decay(self) -> set:
+        return {"visual.positional_embedding", "visual.class_embedding", "mit.positional_embedding", "positional_embedding"}
+
+    def lr_multipliers(self) -> dict:
+        m = self.new_lr_mult
+        return {} if m == 1.0 else {"message_": m, "mit.": m, "prompts": m}
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+            return {"loaded": 0}
+        spec = str(spec)
+        if spec in CLIP_MODELS:
+            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: X-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
+                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or X-CLIP weights, or none")
+        return self.load_state_from(read_release(path, "X-CLIP weights", log=log), str(path), log=log)
+
+    def load_state_from(self, obj, source: str, log=_log) -> dict:
+        """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP
+        weights. Only names are matched; mit.positional_embedding is resampled along time."""
+        state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
+        state = {k: v for k, v in state.items() if k not in JIT_EXTRAS}
+        if "mit.positional_embedding" in state:
+            state = self.fit_release(state, source, log=log)
+            return load_checked(self, state, source, name="xclip", log=log)
+        if "visual.conv1.weight" in state:
+            pe = state.get("visual.positional_embedding")
+            own = self.visual.positional_embedding
+            if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
+                try:
+                    state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
+                    log(f"xclip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
+                except ValueError:
+                    pass  # not a square grid: reported as a shape mismatch
+            return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
+        raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
+                         f"visual.conv1.weight; first keys: {_names(state)})")
+
+    def fit_release(self, state: dict, source: str, log=_log) -> dict:
+        pe = state["mit.positional_embedding"]
+        own = self.mit.positional_embedding
+        if pe.ndim == 3 and pe.shape[0] == 1 and pe.shape[2] == own.shape[2] and pe.shape[1] != own.shape[1]:
+            state = {**state, "mit.positional_embedding": resample_frames(pe.float(), own.shape[1])}
+            log(f"xclip: mit.positional_embedding of {source} interpolated from {pe.shape[1]} to {own.shape[1]} frames")
+        return state
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = XCLIP(cfg, class_names)
+    model.load_pretrained(cfg.get("pretrained"))
+    return model

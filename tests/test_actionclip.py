@@ -1,0 +1,155 @@
+"""models/actionclip.py: the mmaction2 port's layout, both release formats, template averaging at test
+and random templates in training."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from text_helpers import full_size_on_meta, meta_state, one_line_error, release_json, tiny, tiny_cfg, tiny_clip
+
+from models import build_model
+from models import actionclip as ma
+from models import clip as mc
+
+CLASSES = ["punching bag", "punching person", "falling down"]
+
+
+def quiet(msg):
+    pass
+
+
+def original_release(clip_state: dict, adapter_state: dict, rows: int = 77) -> dict:
+    """Our state dict in the original release's container: bare CLIP names in fp16 (LayerNorms,
+    embeddings and logit_scale stay fp32, as convert_weights leaves them), the fusion model behind
+    DataParallel's `module.` with a 77-row frame_position_embeddings."""
+    keep32 = ("ln_", "embedding", "logit_scale", "positional", "class_embedding")
+    model_sd = {k: v if any(s in k for s in keep32) else v.half() for k, v in clip_state.items()}
+    fusion = {f"module.{k}": v for k, v in adapter_state.items()}
+    pos = fusion["module.frame_position_embeddings.weight"]
+    fusion["module.frame_position_embeddings.weight"] = torch.cat([pos, torch.randn(rows - len(pos), pos.shape[1])])
+    return {"epoch": 49, "model_state_dict": model_sd, "fusion_model_state_dict": fusion, "optimizer_state_dict": {}}
+
+
+def test_full_size_state_dict_is_the_port_and_both_releases_load():
+    ref = release_json("actionclip_b16_8f")
+    model = full_size_on_meta("actionclip", frames=8)
+    want = {f"clip.{k}": s for k, s in ref["keys"].items()}
+    want.update({f"adapter.{k[len('module.'):]}": s for k, s in ref["fusion_model_state_dict_keys"].items()})
+    want["adapter.frame_position_embeddings.weight"] = [8, 512]  # the port keeps T rows of the original's 77
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == want
+    assert sum(p.numel() for p in model.parameters()) == ref["num_params"] + ref["fusion_model_num_params"] - 69 * 512
+    original = {"epoch": 49, "optimizer_state_dict": {},
+                "model_state_dict": meta_state(ref["keys"], torch.float16, ref["float32_keys"]),
+                "fusion_model_state_dict": meta_state(ref["fusion_model_state_dict_keys"])}
+    logs = []
+    report = model.load_state_from(original, "ActionCLIP release", log=logs.append)
+    assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == len(want)
+    assert any("first 8 of 77 rows" in m for m in logs)
+    port = {"meta": {"epoch": 50}, "state_dict": meta_state(want)}
+    report = model.load_state_from(port, "vit-b-16-8f.pth", log=quiet)
+    assert report["missing"] == [] and report["unexpected"] == []
+
+
+def test_original_release_file_maps_by_name_and_keeps_the_first_frame_rows(tmp_path):
+    src = tiny("actionclip", CLASSES, seed=4)
+    clip_sd = src.clip.state_dict()
+    release = original_release(clip_sd, src.adapter.state_dict())
+    torch.save(release, tmp_path / "actionclip_vit-b-16.pt")
+    cfg = tiny_cfg("actionclip")
+    cfg["pretrained"] = str(tmp_path / "actionclip_vit-b-16.pt")
+    model = build_model(cfg, CLASSES)
+    for k, v in release["model_state_dict"].items():
+        assert model.state_dict()[f"clip.{k}"].dtype == torch.float32
+        torch.testing.assert_close(model.state_dict()[f"clip.{k}"], v.float(), atol=0, rtol=0)
+    rows = release["fusion_model_state_dict"]["module.frame_position_embeddings.weight"]
+    assert torch.equal(model.adapter.frame_position_embeddings.weight, rows[:4])
+    for k, v in src.adapter.state_dict().items():
+        assert torch.equal(model.adapter.state_dict()[k], v), k
+
+
+def test_port_and_clip_files_load_and_mismatches_are_refused(tmp_path):
+    src = tiny("actionclip", CLASSES, seed=4)
+    port = {f"{k}": v for k, v in src.state_dict().items()}
+    port["data_preprocessor.mean"] = torch.zeros(3, 1, 1)  # mmaction2's preprocessor buffers, if saved
+    torch.save({"meta": {"mmaction_version": "1.1"}, "state_dict": port}, tmp_path / "port.pth")
+    logs = []
+    model = tiny("actionclip", CLASSES, seed=8)
+    report = model.load_pretrained(str(tmp_path / "port.pth"), log=logs.append)
+    assert report["unexpected"] == ["data_preprocessor.mean"] and report["missing"] == []
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in src.state_dict().items())
+    clip = tiny_clip()
+    torch.save(clip.state_dict(), tmp_path / "clip.pt")
+    report = model.load_pretrained(str(tmp_path / "clip.pt"), log=quiet)
+    assert report["unexpected"] == [] and all(k.startswith("adapter.") for k in report["missing"])
+    assert all(torch.equal(model.clip.state_dict()[k], v) for k, v in clip.state_dict().items())
+
+    short = dict(port)
+    short["adapter.frame_position_embeddings.weight"] = port["adapter.frame_position_embeddings.weight"][:2]
+    torch.save({"state_dict": short}, tmp_path / "short.pth")
+    extra = {**port, "adapter.transformer.resblocks.9.ln_1.weight": torch.ones(32)}
+    torch.save({"state_dict": extra}, tmp_path / "extra.pth")
+    torch.save({"model": {"mit.positional_embedding": torch.zeros(1, 8, 32)}}, tmp_path / "xclip.pth")
+    for name, words in (("short.pth", ("another shape", "frame_position_embeddings")),
+                        ("extra.pth", ("1 unexpected", "resblocks.9")), ("xclip.pth", ("neither ActionCLIP nor CLIP",))):
+        cfg = tiny_cfg("actionclip")
+        cfg["pretrained"] = str(tmp_path / name)
+        with pytest.raises(SystemExit) as e:
+            build_model(cfg, CLASSES)
+        one_line_error(e, *words)
+
+
+def test_test_scores_average_the_templates_probabilities():
+    model = tiny("actionclip", CLASSES).eval()
+    assert model.templates == list(ma.TEMPLATES) and len(model.templates) == 16
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255  # CLIP statistics
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
+    with torch.no_grad():
+        frames = model.clip.visual((video.flatten(0, 1).float() - mean) / std).view(2, 4, -1)
+        v = F.normalize(model.adapter(frames), dim=-1)
+        probs = torch.zeros(2, 3)
+        for template in ma.TEMPLATES:
+            text = F.normalize(model.clip.encode_text(mc.tokenize([template.format(c) for c in CLASSES])), dim=-1)
+            probs += (100.0 * v @ text.t()).softmax(-1) / len(ma.TEMPLATES)
+        scores = model(video)
+        torch.testing.assert_close(scores.softmax(-1), probs, atol=1e-6, rtol=1e-5)
+        model._text_cache.clear()
+        torch.testing.assert_close(model(video), scores)  # cached == uncached
+
+
+def test_training_logits_use_one_random_template_per_clip():
+    model = tiny("actionclip", CLASSES).train()
+    video = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        v = F.normalize(model.encode_video(video), dim=-1)
+        per_template = torch.stack([
+            model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(mc.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
+            for t in ma.TEMPLATES])  # [P, B, K]
+        torch.manual_seed(0)
+        logits = model(video)
+        torch.manual_seed(0)
+        drawn = torch.randint(16, (6,))
+    torch.testing.assert_close(logits, per_template[drawn, torch.arange(6)], atol=1e-5, rtol=1e-5)
+    assert len(set(drawn.tolist())) > 1
+    model.template_sampling = "batch"
+    with torch.no_grad():
+        torch.manual_seed(1)
+        logits = model(video)
+        torch.manual_seed(1)
+        t = torch.randint(16, (1,)).item()
+    torch.testing.assert_close(logits, per_template[t], atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_forward_backward_on_uint8_trains_everything():
+    model = tiny("actionclip", CLASSES)
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    logits = model(video)
+    assert logits.shape == (2, 3) and logits.dtype == torch.float32
+    F.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    for name, p in model.named_parameters():
+        assert p.requires_grad and p.grad is not None and torch.isfinite(p.grad).all(), name
+        if name != "clip.token_embedding.weight":
+            assert p.grad.abs().sum() > 0, name
+    names = dict(model.named_parameters())
+    assert model.no_weight_decay() <= set(names)
+    assert model.lr_multipliers() == {"adapter.": 10.0}
+    assert {n for n in names if "adapter." in n} == {n for n in names if n.startswith("adapter.")}

@@ -1,0 +1,97 @@
+"""Helpers shared by the text-model tests (X-CLIP, ViFi-CLIP, ActionCLIP): release-like files and
+meta-tensor state dicts of the published key layouts."""
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = REPO.parent / "shared" / "reference" / "checkpoint_keys"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models import build_model, load_recipe  # noqa: E402
+from models import clip as mc  # noqa: E402
+
+
+def release_json(name: str) -> dict:
+    path = KEYS / f"{name}.json"
+    if not path.is_file():
+        pytest.skip("../shared/reference/checkpoint_keys is not present")
+    return json.loads(path.read_text())
+
+
+def meta_state(shapes: dict, dtype=torch.float32, float32_keys=()) -> dict:
+    """{name: meta tensor of that shape}: a release's layout without its 100s of MB; `dtype` for the
+    floating tensors except `float32_keys` (mixed-precision releases)."""
+    return {k: torch.empty(s, dtype=torch.float32 if k in float32_keys else dtype, device="meta")
+            for k, s in shapes.items()}
+
+
+def full_size_on_meta(model: str, frames: int = None, dataset: str = "synta", classes=("a", "b")):
+    cfg = load_recipe(model, dataset)
+    cfg["pretrained"] = "none"
+    if frames:
+        cfg["input"]["frames"] = frames
+    with torch.device("meta"):
+        return build_model(cfg, list(classes))
+
+
+def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
+    cfg = load_recipe(model, dataset, tiny=True)
+    cfg["model"].update(model_overrides)
+    return cfg
+
+
+def tiny(model: str, classes, seed: int = 0, frames: int = None, **model_overrides):
+    cfg = tiny_cfg(model, **model_overrides)
+    if frames:
+        cfg["input"]["frames"] = frames
+    torch.manual_seed(seed)
+    return build_model(cfg, list(classes))
+
+
+def tiny_clip(seed: int = 1) -> mc.CLIP:
+    """A CLIP with the tiny recipes' architecture (the same for the three text models)."""
+    torch.manual_seed(seed)
+    return mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                   context_length=77, vocab_size=49408, transformer_width=32, transformer_heads=1, transformer_layers=1,
+                   vision_heads=2)
+
+
+def save_with_yacs_config(obj: dict, path: Path) -> Path:
+    """torch.save `obj` plus a yacs CfgNode config, a numpy scalar and an optimizer dict, as X-CLIP's
+    and ViFi-CLIP's epoch_saving write them. The stand-in `yacs.config` module exists only while
+    saving, so loading must not need it (nor run it)."""
+    import numpy as np
+
+    yacs, config = types.ModuleType("yacs"), types.ModuleType("yacs.config")
+
+    class CfgNode(dict):
+        def __init__(self, init=None):
+            super().__init__(init or {})
+            self.__dict__["__immutable__"] = True
+
+        def __setstate__(self, state):  # would run at load time if the reader trusted the file
+            raise AssertionError("the yacs config was executed")
+
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    config.CfgNode = CfgNode
+    sys.modules["yacs"], sys.modules["yacs.config"] = yacs, config
+    try:
+        torch.save({**obj, "config": CfgNode({"MODEL": CfgNode({"ARCH": "ViT-B/16"})}), "max_accuracy": np.float64(83.2),
+                    "optimizer": {"state": {}, "param_groups": [{"lr": 8e-6}]}, "epoch": 29}, path)
+    finally:
+        del sys.modules["yacs"], sys.modules["yacs.config"]
+    return path
+
+
+def one_line_error(excinfo, *words):
+    msg = str(excinfo.value)
+    assert msg.startswith("error: ") and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
