@@ -44,8 +44,9 @@ Differences from the official code, none of which changes a name or a shape:
     the same on batch-first tensors. The local MHRA branch drops per clip, as there;
   * the frame count and grid come from the input (the original fixes T at build time), and the
     positional embedding is resampled (bicubic) for another input size;
-  * gradient checkpointing recomputes whole blocks (the original checkpoints attention and MLP of the
-    first CHECKPOINT_NUM blocks).
+  * gradient checkpointing recomputes whole blocks, the local MHRA's BatchNorm statistics updated once
+    (models.video_common.checkpointed); the original checkpoints attention and MLP of the first
+    CHECKPOINT_NUM blocks.
 
 Pretrained (recipe key `pretrained`):
   * 'ViT-B/16' (default) or a CLIP file: OpenAI CLIP weights through models.clip (the `visual.*`
@@ -63,6 +64,7 @@ import sys
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -71,6 +73,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.clip import (CLIP_MODELS, DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
                          Transformer, load_clip_state_dict, resize_pos_embed)
+from models.video_common import checkpointed
 from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
@@ -104,7 +107,7 @@ class TokenDropPath(DropPath):
 class ChannelLastBatchNorm(nn.BatchNorm3d):
     """nn.BatchNorm3d (its parameters, buffers and statistics) applied to channel-last tokens [..., C]."""
 
-    def _check_input_dim(self, input):  # noqa: A002 - torch's signature
+    def _check_input_dim(self, input):  # torch's signature
         if input.ndim != 2:
             raise ValueError(f"expected [M, C] tokens, got {tuple(input.shape)}")
 
@@ -208,7 +211,7 @@ class UniTransformer(Transformer):
     forward(x [N*T, 1 + h*w, D], frames=T, grid=(h, w)) -> logits [N, num_classes]."""
 
     def __init__(self, width: int, layers: int, heads: int, num_classes: int, *, return_list, lmhra: int = 0,
-                 dw_reduction: float = 1.5, backbone_drop_path: float = 0.0, n_head: int = None, mlp_factor: float = 4.0,
+                 dw_reduction: float = 1.5, backbone_drop_path: float = 0.0, n_head: Optional[int] = None, mlp_factor: float = 4.0,
                  drop_path: float = 0.0, mlp_dropout=0.5, cls_dropout: float = 0.5, grad_checkpointing: bool = False):
         super().__init__(width, layers, heads, drop_path=backbone_drop_path,
                          block=partial(LocalUniBlock, lmhra=lmhra, dw_reduction=dw_reduction),
@@ -245,7 +248,7 @@ class UniTransformer(Transformer):
         recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         j = 0
         for i, blk in enumerate(self.resblocks):
-            x = checkpoint(blk, x, frames, use_reentrant=False) if recompute else blk(x, frames)
+            x = checkpointed(blk, x, frames) if recompute else blk(x, frames)  # BN statistics updated once
             if i in self.return_list:
                 args = (j, query, x, frames, tuple(grid))
                 query = checkpoint(self.global_block, *args, use_reentrant=False) if recompute else self.global_block(*args)
@@ -389,7 +392,7 @@ class UniFormerV2(nn.Module):
 
 def from_mmaction2(state: dict) -> dict:
     """mmaction2's UniFormerV2 layout (backbone.transformer.norm, cls_head.fc_cls) -> the official one."""
-    if not any(k.startswith("cls_head.") or k.startswith("backbone.transformer.norm.") for k in state):
+    if not any(k.startswith(("cls_head.", "backbone.transformer.norm.")) for k in state):
         return state
     out = {}
     for k, v in state.items():

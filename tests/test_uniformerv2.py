@@ -30,8 +30,8 @@ import models.uniformerv2 as uv2  # noqa: E402
 
 CLASSES = [f"class {i}" for i in range(5)]
 K400 = [f"class {i}" for i in range(400)]
-PUBLISHED_PARAMS = (115e6, "mmaction2 configs/recognition/uniformerv2/README.md, Kinetics-400: UniFormerV2-B/16 "
-                           "8 frames, params 115M (the UniFormerV2 paper's K400 table, likewise)")
+PUBLISHED_PARAMS = (115e6, ("mmaction2 configs/recognition/uniformerv2/README.md, Kinetics-400: UniFormerV2-B/16 "
+                            "8 frames, params 115M"))
 SSV2_LIKE = dict(no_lmhra=False, double_lmhra=True, temporal_downsample=True)
 
 
@@ -176,12 +176,12 @@ def test_full_size_output_at_the_recipe_input():
         assert out.shape == (2, 400), dataset
 
 
-def test_released_state_dicts_load_with_nothing_missing():
+def test_released_state_dicts_load_with_nothing_missing(tmp_path):
     model = tiny_model(num_classes=7, **SSV2_LIKE)
     keys = official_keys(classes=7, temporal_kernel=3, lmhra=2, **TINY_LAYOUT)
     state = release_state(keys)
     for container in ({"epoch": 50, "model_state": state, "optimizer_state": {}, "cfg": "..."}, state):
-        kind, read, _ = uv2.read_weights(save(container))
+        kind, read, _ = uv2.read_weights(save(container, tmp_path))
         assert kind == "release"
         report = model.load_release(read, "k.pyth", log=quiet)
         assert report["missing"] == [] and report["unexpected"] == [] and not report["dropped_head"]
@@ -191,21 +191,19 @@ def test_released_state_dicts_load_with_nothing_missing():
     # mmaction2's port: transformer.norm and cls_head.fc_cls
     renamed = {k.replace("backbone.transformer.proj.0.", "backbone.transformer.norm.")
                 .replace("backbone.transformer.proj.2.", "cls_head.fc_cls."): v for k, v in release_state(keys, 1).items()}
-    kind, read, _ = uv2.read_weights(save({"meta": {}, "state_dict": renamed}))
+    kind, read, _ = uv2.read_weights(save({"meta": {}, "state_dict": renamed}, tmp_path))
     report = model.load_release(read, "mm.pth", log=quiet)
     assert report["missing"] == [] and report["unexpected"] == []
     assert torch.equal(model.backbone.transformer.proj[2].weight, renamed["cls_head.fc_cls.weight"])
 
 
-def save(obj) -> str:
-    import tempfile
-
-    f = tempfile.NamedTemporaryFile(suffix=".pth", delete=False)
-    torch.save(obj, f.name)
-    return f.name
+def save(obj, folder) -> str:
+    path = Path(folder) / f"weights{len(list(Path(folder).glob('*.pth')))}.pth"
+    torch.save(obj, path)
+    return str(path)
 
 
-def test_mismatches_are_refused_and_a_foreign_head_is_dropped():
+def test_mismatches_are_refused_and_a_foreign_head_is_dropped(tmp_path):
     model = tiny_model(num_classes=7)
     keys = official_keys(classes=7, **TINY_LAYOUT)
     state = release_state(keys)
@@ -231,7 +229,7 @@ def test_mismatches_are_refused_and_a_foreign_head_is_dropped():
     msg = one_line_exit(e)
     assert "unexpected (backbone.transformer.resblocks.0.lmhra1" in msg and "of another shape (backbone.conv1.weight" in msg
     with pytest.raises(SystemExit) as e:
-        uv2.read_weights(save({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}))
+        uv2.read_weights(save({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}, tmp_path))
     assert "neither a UniFormerV2 checkpoint" in one_line_exit(e)
     with pytest.raises(SystemExit) as e:
         uv2.read_weights("/nowhere/k400.pyth")
@@ -242,14 +240,14 @@ def test_mismatches_are_refused_and_a_foreign_head_is_dropped():
 # CLIP weights
 
 
-def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch):
+def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp_path):
     clip = tiny_clip()
     full = clip.state_dict()
     messages = []
     # by name (the download is replaced by the tiny weights) and as files: full CLIP, visual only
     monkeypatch.setattr(uv2, "load_clip_state_dict", lambda spec: dict(full))
     cfg = tiny(**SSV2_LIKE)
-    for spec in ("ViT-B/16", save(full), save(clip.visual.state_dict())):
+    for spec in ("ViT-B/16", save(full, tmp_path), save(clip.visual.state_dict(), tmp_path)):
         cfg["pretrained"] = spec
         model = uv2.UniFormerV2(cfg, 5)
         report = model.load_pretrained(spec, log=messages.append)
@@ -267,7 +265,7 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch):
     other = mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=48, vision_patch_size=8,
                     context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
     with pytest.raises(SystemExit) as e:
-        uv2.UniFormerV2(tiny(), 5).load_pretrained(save(other.state_dict()), log=quiet)
+        uv2.UniFormerV2(tiny(), 5).load_pretrained(save(other.state_dict(), tmp_path), log=quiet)
     assert "of another shape" in one_line_exit(e)
 
 
@@ -315,7 +313,9 @@ def mha(attn, q, kv):
     d, h = q.shape[-1], attn.num_heads
     w, b = attn.in_proj_weight.chunk(3), attn.in_proj_bias.chunk(3)
     qq, kk, vv = F.linear(q, w[0], b[0]), F.linear(kv, w[1], b[1]), F.linear(kv, w[2], b[2])
-    split = lambda t: t.view(t.shape[0], t.shape[1], h, d // h).permute(1, 2, 0, 3)  # noqa: E731
+    def split(t):
+        return t.view(t.shape[0], t.shape[1], h, d // h).permute(1, 2, 0, 3)
+
     a = torch.softmax(split(qq) @ split(kk).transpose(-1, -2) / math.sqrt(d // h), dim=-1) @ split(vv)
     return attn.out_proj(a.permute(2, 0, 1, 3).flatten(2))
 
@@ -413,15 +413,20 @@ def test_tiny_forward_backward_on_uint8():
     assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05 * ref.abs().max() + 0.02
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    grads = []
+def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
+    grads, stats = [], []
     for flag in (False, True):
-        model = randomise(tiny_model(**SSV2_LIKE, grad_checkpointing=flag)).train()
-        torch.manual_seed(3)  # same dropout masks in both runs
+        model = randomise(tiny_model(**SSV2_LIKE, grad_checkpointing=flag, backbone_drop_path=0.2, drop_path=0.3)).train()
+        torch.manual_seed(3)  # same dropout and stochastic-depth draws in both runs
         model(video()).square().sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
+        stats.append({n: b.clone() for n, b in model.named_buffers() if "running" in n or "num_batches" in n})
     for n, g in grads[0].items():
         torch.testing.assert_close(grads[1][n], g, atol=1e-5, rtol=1e-4, msg=n)
+    assert stats[0].keys() == stats[1].keys() and len(stats[0]) == 2 * 2 * 3  # 2 blocks x 2 local MHRA x 3 buffers
+    for n, b in stats[0].items():  # recomputation in the backward pass does not update BatchNorm a second time
+        torch.testing.assert_close(stats[1][n], b, msg=n)
+    assert int(stats[1]["backbone.transformer.resblocks.0.lmhra1.pos_embed.0.num_batches_tracked"]) == 1
 
 
 def test_stochastic_depth_is_drawn_per_token_position_as_the_original():
