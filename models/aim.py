@@ -1,0 +1,325 @@
+"""AIM ViT-B/16 (Yang et al., "AIM: Adapting Image Models for Efficient Video Action Recognition",
+ICLR 2023): a frozen CLIP ViT-B/16 image tower with spatial, temporal and joint adapters, on the
+shared CLIP core (models/clip.py).
+
+An independent implementation; the module tree and parameter names follow the official code
+(github.com/taoyang1122/adapt-image-models, mmaction/models/backbones/vit_clip.py `ViT_CLIP` with
+mmaction2's `Recognizer3D` + `I3DHead`; Apache-2.0), so its released mmaction2 checkpoints
+({'meta', 'state_dict', 'optimizer'}) load by name:
+
+    backbone.{conv1 (Conv2d, no bias), class_embedding, positional_embedding, ln_pre, ln_post}   CLIP's
+    backbone.temporal_embedding [1, T, 768]           added to every token of frame t before ln_pre
+    backbone.transformer.resblocks.N.{attn, ln_1, mlp.c_fc, mlp.c_proj, ln_2}                   CLIP's
+    backbone.transformer.resblocks.N.{T_Adapter, T_Adapter_in (2 temporal adapters), S_Adapter,
+                                      MLP_Adapter}.{D_fc1 (768 -> 192), D_fc2 (192 -> 768)}
+    cls_head.fc_cls                                   Linear 768 -> classes (I3DHead)
+
+There is no CLIP `proj`: the feature is ln_post of the class token (768-d).
+
+Each block, on tokens x of every frame ([B*T, 1 + P, D] here; [1 + P, B*T, D] in the original):
+  1. temporal adaptation: the same tokens regrouped per (clip, token position) into sequences over
+     the T frames go through ln_1 and the block's own frozen attention (T-MSA shares S-MSA's weights),
+     then T_Adapter (no skip); added to x with stochastic depth. With 2 temporal adapters
+     (num_tadapter 2, the study's SSv2-TA / Syn-TA configs) T_Adapter_in (with skip) sits between
+     ln_1 and the attention;
+  2. spatial adaptation: x + S_Adapter(attn(ln_1(x))), S_Adapter with its skip connection;
+  3. joint adaptation: x + mlp(ln_2(x)) + drop_path(adapter_scale * MLP_Adapter(ln_2(x))).
+  Adapter = D_fc1, exact GELU, D_fc2 (+ input when skip_connect). Head: mean of the T class features,
+  dropout 0.5, fc_cls (I3DHead: average pooling over [B, D, T, 1, 1], dropout, linear).
+
+Initialisation as the original (init_weights + I3DHead.init_weights): every Linear of the backbone
+trunc_normal(0.02) with zero bias and LayerNorms 1/0, then the CLIP weights, then D_fc2 of every
+adapter set to zero; temporal_embedding zeros; fc_cls N(0, 0.01). With the D_fc2 at zero every adapter
+adds nothing (T_Adapter and MLP_Adapter output 0, S_Adapter is the identity), so at initialisation
+the backbone is exactly CLIP's image tower on every frame: features = mean_t ln_post(class token).
+
+Training (the original's tools/train.py): every parameter whose name contains none of
+`temporal_embedding`, `ln_post`, `cls_head`, `Adapter` is frozen (requires_grad False), so the
+adapters, temporal_embedding, ln_post and the head are trained (11 M of 97 M).
+
+Differences from the official code, none of which changes a name or a shape:
+  * batch-first tokens and the core's SDPA attention (key bias not applied: it cannot change a
+    result, see models.clip.without_key_bias);
+  * stochastic depth as the released code draws it: timm's DropPath on its sequence-first tensors
+    [1 + P, B*T, D] keeps or drops a branch per token position, shared by the whole batch;
+    TokenDropPath does that on batch-first tensors;
+  * temporal_embedding is resampled (linear) when the input has another frame count than built for,
+    and positional_embedding (bicubic) for another input size.
+
+Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through models.clip, the
+`visual.*` tensors without proj) or a CLIP file; a released AIM checkpoint by path (mmaction2
+{'state_dict': {'backbone.*', 'cls_head.*'}}, or a plain state dict with those keys): a head of
+another class count is dropped with a message and temporal_embedding is resampled to this frame
+count; every other mismatch is a one-line error; or 'none'.
+"""
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (CLIP_MODELS, DropPath, ResidualAttentionBlock, VisionTransformer, load_clip_state_dict,
+                         resize_pos_embed)
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+
+HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
+# name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
+TRAINED = ("temporal_embedding", "ln_post", "cls_head", "Adapter")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+class TokenDropPath(DropPath):
+    """Stochastic depth per token position (dim 1 of batch-first [N, L, ...]), shared by dim 0: what
+    timm's DropPath does to the sequence-first tensors of the released code."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.ndim - 2)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+
+class Adapter(nn.Module):
+    """Bottleneck D -> D * ratio -> D with exact GELU; + input when skip_connect."""
+
+    def __init__(self, d_model: int, ratio: float = 0.25, skip_connect: bool = True):
+        super().__init__()
+        self.skip_connect = skip_connect
+        hidden = int(d_model * ratio)
+        self.act = nn.GELU()
+        self.D_fc1 = nn.Linear(d_model, hidden)
+        self.D_fc2 = nn.Linear(hidden, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.D_fc2(self.act(self.D_fc1(x)))
+        return x + out if self.skip_connect else out
+
+
+class AIMBlock(ResidualAttentionBlock):
+    """CLIP's block with temporal, spatial and joint adapters. forward(x [B*T, L, D], frames=T)."""
+
+    def __init__(self, d_model: int, n_head: int, attn_mask=None, causal: bool = False, drop_path: float = 0.0,
+                 layer: int = 0, *, scale: float = 0.5, num_tadapter: int = 1, ratio: float = 0.25):
+        super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
+        if num_tadapter not in (1, 2):
+            raise ValueError(f"num_tadapter must be 1 or 2, got {num_tadapter}")
+        self.drop_path = TokenDropPath(drop_path)
+        self.MLP_Adapter = Adapter(d_model, ratio, skip_connect=False)
+        self.S_Adapter = Adapter(d_model, ratio)
+        self.scale = scale
+        self.T_Adapter = Adapter(d_model, ratio, skip_connect=False)
+        if num_tadapter == 2:
+            self.T_Adapter_in = Adapter(d_model, ratio)
+        self.num_tadapter = num_tadapter
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        bt, length, d = x.shape
+        b = bt // frames
+        # temporal: [(B T), L, D] -> [(B L), T, D], attention over the frames of each token position
+        xt = self.ln_1(x).view(b, frames, length, d).transpose(1, 2).reshape(b * length, frames, d).contiguous()
+        if self.num_tadapter == 2:
+            xt = self.T_Adapter_in(xt)
+        xt = self.T_Adapter(self.attention(xt))
+        x = x + self.drop_path(xt.view(b, length, frames, d).transpose(1, 2).reshape(bt, length, d))
+        # spatial
+        x = x + self.S_Adapter(self.attention(self.ln_1(x)))
+        # joint
+        xn = self.ln_2(x)
+        return x + self.mlp(xn) + self.drop_path(self.scale * self.MLP_Adapter(xn))
+
+
+class AIMVisionTransformer(VisionTransformer):
+    """The official `ViT_CLIP`: the core image tower without proj, plus temporal_embedding.
+    forward(frames [B*T, 3, H, W], frames=T) -> ln_post(class token) [B*T, D]."""
+
+    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, num_frames: int, *,
+                 drop_path: float = 0.0, block=AIMBlock, grad_checkpointing: bool = False):
+        super().__init__(input_resolution, patch_size, width, layers, heads, None, drop_path=drop_path, block=block,
+                         grad_checkpointing=grad_checkpointing)
+        self.num_frames = num_frames
+        self.temporal_embedding = nn.Parameter(torch.zeros(1, num_frames, width))
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        x = self.embed(x)
+        bt, length, d = x.shape
+        te = self.temporal_embedding
+        if te.shape[1] != frames:
+            te = resample_frames(te, frames)
+        x = (x.view(bt // frames, frames, length, d) + te.unsqueeze(2)).view(bt, length, d)
+        x = self.transformer(self.ln_pre(x), frames=frames)
+        return self.pool(x)
+
+
+def resample_frames(te: torch.Tensor, frames: int) -> torch.Tensor:
+    """temporal_embedding [1, T, D] -> [1, frames, D] by linear interpolation."""
+    return F.interpolate(te.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
+
+
+class ClsHead(nn.Module):
+    """mmaction2's I3DHead on [B, D, T, 1, 1] features: average over T, dropout, fc_cls."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, init_std: float = 0.01):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc_cls = nn.Linear(in_channels, num_classes)
+        nn.init.normal_(self.fc_cls.weight, std=init_std)
+        nn.init.zeros_(self.fc_cls.bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats [B, T, D] -> logits [B, classes]."""
+        return self.fc_cls(self.dropout(feats.mean(1)))
+
+
+class AIM(nn.Module):
+    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside."""
+
+    def __init__(self, cfg: dict, num_classes: int):
+        super().__init__()
+        m, inp = cfg["model"], cfg["input"]
+        width = m.get("width", 768)
+        block = partial(AIMBlock, scale=m.get("adapter_scale", 0.5), num_tadapter=m.get("num_tadapter", 1),
+                        ratio=m.get("adapter_ratio", 0.25))
+        self.backbone = AIMVisionTransformer(
+            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
+            inp["frames"], drop_path=m.get("drop_path", 0.0), block=block,
+            grad_checkpointing=m.get("grad_checkpointing", False))
+        self.cls_head = ClsHead(width, num_classes, m.get("dropout", 0.5), m.get("head_init_std", 0.01))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.init_weights()
+        if m.get("freeze", True):
+            self.freeze()
+
+    def init_weights(self) -> None:
+        """The original's ViT_CLIP.init_weights before and after loading CLIP: backbone Linears
+        trunc_normal(0.02) / zero bias, LayerNorms 1 / 0, and D_fc2 of every adapter zero."""
+        for mod in self.backbone.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.trunc_normal_(mod.weight, std=0.02)
+                nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.LayerNorm):
+                nn.init.ones_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        self.zero_adapter_outputs()
+
+    def zero_adapter_outputs(self) -> None:
+        for mod in self.backbone.modules():
+            if isinstance(mod, Adapter):
+                nn.init.zeros_(mod.D_fc2.weight)
+                nn.init.zeros_(mod.D_fc2.bias)
+
+    def freeze(self) -> None:
+        """Train only the adapters, temporal_embedding, ln_post and the head, as the original."""
+        for name, p in self.named_parameters():
+            p.requires_grad_(any(key in name for key in TRAINED))
+
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> per-frame features ln_post(class token) [B, T, D]."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = (video.to(self.mean.dtype) - self.mean) / self.std
+        return self.backbone(x.flatten(0, 1), frames=t).view(b, t, -1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.cls_head(self.features(video))
+
+    def no_weight_decay(self) -> set:
+        """The original's paramwise custom_keys with decay_mult 0: class_embedding, positional_embedding
+        (frozen) and the LayerNorms (1-D, never decayed here). temporal_embedding is decayed, as there."""
+        return {"backbone.class_embedding", "backbone.positional_embedding"}
+
+    # -----------------------------------------------------------------------------------------
+    # weights
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        kind, state, source = read_weights(spec)
+        if kind is None:
+            return {"loaded": 0}
+        if kind == "clip":
+            return self.load_clip_visual(state, source, log=log)
+        return self.load_release(state, source, log=log)
+
+    def load_clip_visual(self, visual: dict, source: str, log=_log) -> dict:
+        """A CLIP image tower's tensors (no `visual.` prefix) into the backbone; proj is unused, the
+        adapters and temporal_embedding keep their initialisation (D_fc2 zero)."""
+        visual = dict(visual)
+        unused = [k for k in ("proj",) if visual.pop(k, None) is not None]
+        pe = visual.get("positional_embedding")
+        if pe is not None and pe.shape[0] != self.backbone.positional_embedding.shape[0]:
+            try:
+                visual["positional_embedding"] = resize_pos_embed(pe, self.backbone.grid)
+                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to "
+                    f"{self.backbone.positional_embedding.shape[0]} positions")
+            except ValueError:
+                pass  # not a square grid: load_checked reports the shape mismatch
+        report = load_checked(self.backbone, visual, source, name="aim.backbone",
+                              allow_missing=("temporal_embedding", "transformer.resblocks.*Adapter*"), log=log)
+        if unused:
+            log(f"aim: proj of {source} is not used (AIM classifies ln_post of the class token)")
+        return report
+
+    def load_release(self, state: dict, source: str, log=_log) -> dict:
+        """A released AIM state dict (backbone.*, cls_head.*) into the model: a head of another class
+        count dropped, temporal_embedding / positional_embedding resampled to this input."""
+        own = self.state_dict()
+        state = dict(state)
+        dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape[0] != own[k].shape[0]
+                   and state[k].shape[1:] == own[k].shape[1:]]
+        if dropped:
+            log(f"aim: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
+                f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
+            state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+        te, own_te = state.get("backbone.temporal_embedding"), own["backbone.temporal_embedding"]
+        if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
+            state["backbone.temporal_embedding"] = resample_frames(te, own_te.shape[1])
+            log(f"aim: temporal_embedding of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
+        pe_key = "backbone.positional_embedding"
+        pe = state.get(pe_key)
+        if pe is not None and pe.ndim == 2 and pe.shape[0] != own[pe_key].shape[0]:
+            try:
+                state[pe_key] = resize_pos_embed(pe, self.backbone.grid)
+                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to {own[pe_key].shape[0]} positions")
+            except ValueError:
+                pass
+        report = load_checked(self, state, source, name="aim", allow_missing=HEAD_KEYS if dropped else (), log=log)
+        return {**report, "dropped_head": bool(dropped)}
+
+
+def read_weights(spec):
+    """-> (kind, state, source): ('clip', CLIP image-tower tensors without prefix, source) for a CLIP
+    name or file, ('release', state with backbone./cls_head. keys, source) for an AIM checkpoint,
+    (None, None, None) for 'none'."""
+    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        return None, None, None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        state = load_clip_state_dict(spec)
+        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, f"CLIP {spec}"
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"error: AIM weights '{spec}' not found: pretrained takes a CLIP model name "
+                         f"({', '.join(CLIP_MODELS)}), the path of a CLIP or AIM checkpoint, or none")
+    state = extract_state_dict(read_checkpoint(path, "AIM weights"), str(path),
+                               containers=("state_dict", "model_state", "model"))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):
+        return "release", state, str(path)
+    if "visual.conv1.weight" in state:
+        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, str(path)
+    if "conv1.weight" in state and "class_embedding" in state:
+        return "clip", state, str(path)
+    raise SystemExit(f"error: {path} is neither an AIM checkpoint (backbone.* keys) nor CLIP weights "
+                     f"(visual.conv1.weight or conv1.weight); first keys: {_names(state)}")
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = AIM(cfg, len(class_names))
+    model.load_pretrained(cfg.get("pretrained"))
+    return model
