@@ -343,3 +343,17 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
     model = build_model({**cfg, "pretrained": "none"}, hierarchy.fine_names(1))
     model.set_class_names(hierarchy.fine_names(2))
     assert model.texts.names == hierarchy.fine_names(2) and len(model.class_tokens) == len(hierarchy.fine_names(2))
+
+
+def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypatch):
+    _, splits = synta_tiny
+    args = lambda out: run_args(splits, tmp_path / out, "--epochs", "2")  # noqa: E731
+    full = train.main(args("full"))
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
+    with pytest.raises(SystemExit):
+        train.main(args("cut"))
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"]
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -270,3 +270,22 @@ def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
     capsys.readouterr()
     summary = evaluate.main(["--ckpt", str(tmp_path / "run" / "ckpt.pt"), "--workers", "0"])
     assert summary["directions"][0]["top1"] == result["top1"]
+
+
+def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
+    """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
+    _, splits = synta_tiny
+
+    def args(out):
+        return ["--model", "froster", "--data", "synta", "--splits", str(splits), "--out", str(tmp_path / out), "--tiny",
+                "--epochs", "2", "--batch-size", "8", "--workers", "0"]
+
+    full = train.main(args("full"))
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
+    with pytest.raises(SystemExit):
+        train.main(args("cut"))
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"]
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
