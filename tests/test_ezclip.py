@@ -181,13 +181,13 @@ def reference_frames(model, clip_batch):
         return F.linear(out, blk.attn.out_proj.weight, blk.attn.out_proj.bias)
 
     for i, blk in enumerate(vis.transformer.resblocks):
-        l = x.shape[0]
-        x4 = x.view(l, b, t, d)
+        length = x.shape[0]
+        x4 = x.view(length, b, t, d)
         p = vis.transformer.T_prompt_embeddings[i:i + 1].expand(b, -1, -1) + x4.mean(0)  # [b, t, d]
         p = p.permute(1, 0, 2)  # frames as the sequence
         p = attention(ln(p, blk.ln_1), blk).permute(1, 0, 2)  # [b, t, d]
-        x = torch.cat([x4, p.unsqueeze(0)], 0).view(l + 1, b * t, d)
-        x = (x + attention(ln(x, blk.ln_1), blk))[:l]
+        x = torch.cat([x4, p.unsqueeze(0)], 0).view(length + 1, b * t, d)
+        x = (x + attention(ln(x, blk.ln_1), blk))[:length]
         a = blk.Adapter
         x = x + F.linear(F.gelu(F.linear(x, a.D_fc1.weight, a.D_fc1.bias)), a.D_fc2.weight, a.D_fc2.bias)
         h = F.linear(ln(x, blk.ln_2), blk.mlp.c_fc.weight, blk.mlp.c_fc.bias)
