@@ -111,7 +111,7 @@ class PromptedBlock(ResidualAttentionBlock):
             per_video = x.view(n // frames, frames, length, d)
             p = prompts[self.layer].to(x.dtype) + per_video.mean(2)  # [B, T, D]
             p = self.drop_path(self.attention(self.ln_1(p)))  # the T prompt tokens attend across frames
-            x = torch.cat([per_video, p.unsqueeze(2)], dim=2).view(n, length + 1, d)
+            x = torch.cat([per_video, p.unsqueeze(2).to(x.dtype)], dim=2).view(n, length + 1, d)
         x = x + self.drop_path(self.attention(self.ln_1(x)))
         x = self.Adapter(x[:, :length])
         return x + self.drop_path(self.mlp(self.ln_2(x)))
@@ -279,7 +279,9 @@ class EZCLIP(CLIP):
 
     def forward(self, video: torch.Tensor):
         frames = self.encode_frames(video)
-        logits = self.scale * F.normalize(frames.float().mean(1), dim=-1) @ self.class_features().t()
+        text = self.class_features()
+        with torch.autocast(video.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
+            logits = self.scale * F.normalize(frames.float().mean(1), dim=-1) @ text.float().t()
         if self.training and self.motion_weight:
             return {"logits": logits, "aux_loss": self.motion_weight * motion_loss(frames)}
         return logits

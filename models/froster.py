@@ -257,20 +257,23 @@ class FROSTER(nn.Module):
         x = self._frames(video)
         v = self._video(x, b, t)
         text = self.class_features()
-        logits = self.model.logit_scale.exp().float() * v @ text.t()
+        with torch.autocast(video.device.type, enabled=False):  # logits and distances in fp32, not bf16
+            logits = self.model.logit_scale.exp().float() * v @ text.float().t()
         if not self.training:
             return logits
         with torch.no_grad():
             u = F.normalize(self._video(x, b, t, teacher=True), dim=-1)
-        loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
-        if self.train_text:
-            loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())
+        with torch.autocast(video.device.type, enabled=False):
+            loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
+            if self.train_text:
+                loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())
         return {"logits": logits, "aux_loss": self.ratio * loss}
 
     @staticmethod
     def distance(projector: nn.Module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Mean squared L2 distance between projected unit student features and unit teacher features."""
-        return (projector(student.to(projector[0].weight.dtype)).float() - teacher.float()).pow(2).sum(-1).mean()
+        w = projector[0].weight
+        return (projector(student.to(w.dtype)).float() - teacher.float()).pow(2).sum(-1).mean()
 
     def no_weight_decay(self) -> set:
         return {"model.visual.class_embedding", "model.visual.positional_embedding", "model.positional_embedding"}

@@ -357,3 +357,17 @@ def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypa
     assert resumed["top1"] == full["top1"]
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
+    model = tiny_model().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video())
+    assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
+    out["aux_loss"].backward()
+    assert model.visual.transformer.T_prompt_embeddings.grad.dtype == torch.float32
+    with torch.no_grad():
+        model.eval()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(video())
+        torch.testing.assert_close(low, model(video()), atol=0.5, rtol=0.05)
