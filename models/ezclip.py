@@ -227,7 +227,6 @@ class EZCLIP(CLIP):
         for name, p in self.named_parameters():
             trainable = "prompt" in name or "Adapter" in name
             p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
-        self._text_params = [p for n, p in self.named_parameters() if not n.startswith("visual.")]
         self.cfg_text = dict(cfg.get("text") or {})
         self.task = cfg.get("task", "coarse")
         self.register_buffer("class_tokens", torch.zeros(0, self.context_length, dtype=torch.long), persistent=False)
@@ -245,10 +244,10 @@ class EZCLIP(CLIP):
 
     def class_features(self) -> torch.Tensor:
         """Normalised class-text features [K, D] (fp32), cached while no gradient can reach them."""
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self._text_params)
-        if needs_grad:
+        params = [p for n, p in self.named_parameters() if not n.startswith("visual.")]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return self.texts.features(self.encode_text, self.class_tokens)
-        key = (tuple(p._version for p in self._text_params), self.class_tokens.device)
+        key = (tuple(p._version for p in params), self.class_tokens.device)
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.texts.features(self.encode_text, self.class_tokens))
