@@ -255,6 +255,8 @@ def test_recipe():
         assert cfg["input"]["sampling"] == sampling and cfg["test"]["clips"] == clips
         assert cfg["model"]["distillation_ratio"] == 2.0 and cfg["model"]["teacher"] == "ViT-B/16"
     assert load_recipe("froster", "k400ta")["input"]["stride"] == 16
+    names = {n for n, p in tiny_model().named_parameters() if p.requires_grad}
+    assert tiny_model().no_weight_decay() <= names
 
 
 # ---------------------------------------------------------------------------------------------
