@@ -32,7 +32,10 @@ Training loss (aux_loss; the harness adds its cross-entropy, the soft CE with mi
 i.e. a squared-L2 (MSE summed over the 512 dimensions) feature distillation between unit vectors,
 the paper's residual feature distillation; our choice where the paper leaves the form open: the
 features are L2-normalised before the projector and the distance (so g(x) = x at the start gives
-L = 2 - 2 cos). With the student equal to the teacher and identity projectors L = 0.
+L = 2 - 2 cos). With identity projectors L is 0 where student and teacher compute the same
+function: at initialisation that holds for L_t only, since the expanded attention already moves the
+student's video features away from the teacher's. Logits and distances are computed in fp32 under
+autocast.
 
 The teacher is a registered submodule (so .to(), autocast and DDP see it) with requires_grad False,
 kept in eval mode; its tensors are left out of state_dict() (and hence out of our checkpoints,
@@ -40,7 +43,7 @@ kept in eval mode; its tensors are left out of state_dict() (and hence out of ou
 reported missing by load_state_dict. It is rebuilt at construction from `model.teacher` (the CLIP
 weights it distils from, default ViT-B/16, as FROSTER's CLIP_ORI_PATH), so a resumed or evaluated
 run gets the same teacher without storing it; `teacher: none` makes it a frozen copy of the
-student's initial weights (tests, CPU runs).
+student's starting weights (tests, CPU runs).
 
 Class text: the class names through `text.templates` ("{}" by default), or one text per class from
 `text.descriptions` (FROSTER's LLM-rephrased names as a `name,description` CSV). The student's text
