@@ -36,7 +36,8 @@ Training loss: the harness's cross-entropy over all classes of the label space (
 ActionCLIP's in-batch KL loss instead, see below) plus `aux_loss` = motion_loss weight x
 L_motion, L_motion = 1 / (C + V + 1) on the frame features x [B, T, D] before the time average:
 C = mean |x[t+1] - x[t-1]| / 2 (central difference, first/last frame repeated at the ends) and
-V = mean over (B, D) of the unbiased variance over T (torch.var's default, as EZ-CLIP).
+V = mean over (B, D) of the unbiased variance over T (torch.var's default, as EZ-CLIP). Logits and
+losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in bf16).
 
 Weights: `pretrained` is OpenAI CLIP (a name such as ViT-B/16 or a file; prompts, Adapters and
 temporal_embedding keep their initialisation) or an EZ-CLIP release: the file as published,
