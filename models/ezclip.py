@@ -1,0 +1,331 @@
+"""EZ-CLIP: CLIP ViT-B/16 with deep temporal visual prompts, adapters and a motion loss.
+
+After Shahzadnit/EZ-CLIP (MIT; arXiv 2312.08010, published in TMLR 2025 as T2L), written anew on the
+shared CLIP core (models/clip.py). Recipe: models/ezclip.yaml.
+
+    video uint8 [B, T, 3, H, W] -> CLIP normalisation -> per frame: patches + class token + positions,
+    + visual.temporal_embedding[t] on every token of frame t -> ln_pre -> 12 prompted blocks ->
+    ln_post(class token) @ proj -> frame features [B, T, 512] (the motion loss reads these)
+    -> mean over T -> L2 norm -> logits = 100 * cos(video, class text)
+
+A prompted visual block i (T frames of a video, L tokens per frame):
+  1. prompt token of frame t = T_prompt_embeddings[i, t] + mean of frame t's L input tokens;
+  2. the T prompt tokens of a video attend to each other through the block's own ln_1 + attn
+     (CLIP's weights, shared; stochastic depth on the result);
+  3. each frame's token sequence gets its prompt token appended (L + 1 tokens);
+  4. x + attn(ln_1(x)) over the L + 1 tokens, then the prompt token is dropped;
+  5. Adapter: x + D_fc2(GELU(D_fc1(x))), bottleneck width/4, D_fc2 zero-initialised;
+  6. x + mlp(ln_2(x)).
+Text blocks are CLIP's with the same Adapter between attention and MLP. With every D_fc2 at zero the
+text tower is exactly CLIP's, and so is the image tower when the prompts are switched off
+(`model.prompts: false`); the prompt tokens are what changes the image features from the start.
+
+Trainable: only parameters whose name contains `prompt` or `Adapter` (temporal prompts, visual and
+text Adapters: 5.2M of 154.8M at full size); everything else, temporal_embedding (zeros) and
+logit_scale included, is frozen as in EZ-CLIP. The text Adapters train (EZ-CLIP's train.py does not
+detach the text features), so class-text features are recomputed at every training step and cached
+only when no gradient can reach the text tower (evaluation, or `train_text_adapters: false`); the
+cache is keyed on the version counters of the text parameters, so an optimizer step or a loaded
+state invalidates it.
+
+Class text: one description per class (`text.descriptions`: a CSV in the project's `name,description`
+format or the benchmark's EZ-CLIP GPT files, per task), tokenised as is ("{}" template); without a
+file, the class names through `text.templates`, features averaged over templates.
+
+Training loss: the harness's cross-entropy over all classes of the label space (EZ-CLIP uses
+ActionCLIP's in-batch KL loss instead, see below) plus `aux_loss` = motion_loss weight x
+L_motion, L_motion = 1 / (C + V + 1) on the frame features x [B, T, D] before the time average:
+C = mean |x[t+1] - x[t-1]| / 2 (central difference, first/last frame repeated at the ends) and
+V = mean over (B, D) of the unbiased variance over T (torch.var's default, as EZ-CLIP). Logits and
+losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in bf16).
+
+Weights: `pretrained` is OpenAI CLIP (a name such as ViT-B/16 or a file; prompts, Adapters and
+temporal_embedding keep their initialisation) or an EZ-CLIP release: the file as published,
+{'epoch', 'model_state_dict' (fp16 tensors, no prefix), 'optimizer_state_dict'}, loaded by name
+and cast to fp32; its 400 keys are exactly this module's state dict (checked against
+checkpoint_keys/ezclip_b16_8f.json). The frame count is baked into temporal_embedding [1, T, 768]
+and T_prompt_embeddings [12, T, 768]; a release of another T is resampled linearly along T.
+
+Deviations from the published code (none changes a parameter name or shape):
+  * CE over the label space instead of the in-batch KL loss (same optimum: the logits of the true
+    class; the KL version also has text->video terms over the batch's texts);
+  * stochastic depth drops whole frames / whole videos (our batch-first DropPath); EZ-CLIP applies
+    its DropPath to sequence-first tensors, which drops single tokens;
+  * the harness's training clip sampling and augmentation (random frame per segment, short-side
+    jitter crop, flip) instead of EZ-CLIP's `random_shift: False` centre-of-segment frames,
+    multi-scale crop, colour jitter and grayscale;
+  * fp32 master weights under autocast instead of fp16 weights converted around each step.
+"""
+import math
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ResidualAttentionBlock, class_prompts, load_clip_state_dict,
+                         resize_pos_embed, tokenize)
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+
+
+class Adapter(nn.Module):
+    """x + D_fc2(GELU(D_fc1(x))): a bottleneck of width * ratio; D_fc2 starts at zero (identity)."""
+
+    def __init__(self, width: int, ratio: float = 0.25):
+        super().__init__()
+        hidden = int(width * ratio)
+        self.D_fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.D_fc2 = nn.Linear(hidden, width)
+        nn.init.zeros_(self.D_fc2.weight)
+        nn.init.zeros_(self.D_fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.D_fc2(self.act(self.D_fc1(x)))
+
+
+class PromptedBlock(ResidualAttentionBlock):
+    """Visual block with a temporal prompt token per frame and an Adapter (steps 1-6 above).
+
+    forward(x [B*T, L, D], frames=T, prompts=[layers, T, D] or None)."""
+
+    def __init__(self, d_model: int, n_head: int, adapter_ratio: float = 0.25, **kwargs):
+        super().__init__(d_model, n_head, **kwargs)
+        self.Adapter = Adapter(d_model, adapter_ratio)
+
+    def forward(self, x: torch.Tensor, frames: int = 1, prompts: torch.Tensor = None) -> torch.Tensor:
+        n, length, d = x.shape
+        if prompts is not None:
+            per_video = x.view(n // frames, frames, length, d)
+            p = prompts[self.layer].to(x.dtype) + per_video.mean(2)  # [B, T, D]
+            p = self.drop_path(self.attention(self.ln_1(p)))  # the T prompt tokens attend across frames
+            x = torch.cat([per_video, p.unsqueeze(2).to(x.dtype)], dim=2).view(n, length + 1, d)
+        x = x + self.drop_path(self.attention(self.ln_1(x)))
+        x = self.Adapter(x[:, :length])
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+class AdaptedTextBlock(ResidualAttentionBlock):
+    """Text block: x + attn(ln_1(x)), Adapter, x + mlp(ln_2(x)). `rates`: stochastic depth per
+    layer (CLIP builds text blocks without any; EZ-CLIP gives both towers the same rates)."""
+
+    def __init__(self, d_model: int, n_head: int, adapter_ratio: float = 0.25, rates=None, **kwargs):
+        if rates is not None:
+            kwargs["drop_path"] = rates[kwargs.get("layer", 0)]
+        super().__init__(d_model, n_head, **kwargs)
+        self.Adapter = Adapter(d_model, adapter_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.Adapter(x + self.drop_path(self.attention(self.ln_1(x))))
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+def motion_loss(frames: torch.Tensor) -> torch.Tensor:
+    """EZ-CLIP's motion loss of frame embeddings [B, T, D]: 1 / (C + V + 1), with C the mean
+    absolute central difference over time / 2 (ends repeated) and V the mean temporal variance."""
+    x = frames.float()
+    before = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+    after = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+    c = ((after - before).abs() / 2).mean()
+    v = x.var(dim=1, correction=1 if x.shape[1] > 1 else 0).mean()
+    return 1.0 / (c + v + 1.0)
+
+
+def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
+    """[..., T, D] -> [..., frames, D], linear interpolation along T."""
+    lead, old, d = t.shape[:-2], t.shape[-2], t.shape[-1]
+    x = t.reshape(-1, old, d).transpose(1, 2).float()
+    x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
+    return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# class texts
+
+
+def resolve_path(path) -> Path:
+    """A path as given, else relative to the repository root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
+
+
+def task_descriptions(cfg_text: dict, task: str):
+    """{name: text} for the task from `text.descriptions` (a CSV path for every task, or
+    {coarse: path, fine: path}), or None when the task has no file."""
+    from data.hierarchy import load_descriptions
+
+    spec = (cfg_text or {}).get("descriptions")
+    if isinstance(spec, dict):
+        spec = spec.get(task)
+    return load_descriptions(resolve_path(spec)) if spec else None
+
+
+class ClassTexts:
+    """The prompts of a label space, tokenised once: tokens [N, 77] and the prompts per class."""
+
+    def __init__(self, names, templates, descriptions):
+        self.names = list(names)
+        prompts = class_prompts(self.names, templates, descriptions)
+        self.counts = [len(p) for p in prompts]
+        self.tokens = tokenize([t for p in prompts for t in p], truncate=True)
+
+    def features(self, encode_text, tokens: torch.Tensor) -> torch.Tensor:
+        """L2-normalised per-prompt features averaged per class, normalised again -> [K, D] fp32."""
+        feats = F.normalize(encode_text(tokens).float(), dim=-1)
+        if max(self.counts) == 1:
+            return feats
+        return F.normalize(torch.stack([c.mean(0) for c in feats.split(self.counts)]), dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+class EZCLIP(CLIP):
+    """CLIP with EZ-CLIP's prompts and Adapters; the state dict is EZ-CLIP's (see module docstring)."""
+
+    def __init__(self, cfg: dict, class_names: list):
+        m, inp = cfg["model"], cfg["input"]
+        width, layers = m.get("width", 768), m.get("layers", 12)
+        text_layers = m.get("text_layers", 12)
+        frames = int(inp["frames"])
+        drop = float(m.get("drop_path", 0.0))
+        rates = [drop * i / max(text_layers - 1, 1) for i in range(text_layers)]
+        ratio = float(m.get("adapter_ratio", 0.25))
+        super().__init__(
+            m.get("embed_dim", 512), inp["size"], layers, width, m.get("patch_size", 16), m.get("context_length", 77),
+            m.get("vocab_size", 49408), m.get("text_width", 512), m.get("text_heads", 8), text_layers,
+            vision_heads=m.get("heads") or max(width // 64, 1), drop_path=drop,
+            grad_checkpointing=m.get("grad_checkpointing", False),
+            vision_block=partial(PromptedBlock, adapter_ratio=ratio),
+            text_block=partial(AdaptedTextBlock, adapter_ratio=ratio, rates=rates))
+        self.frames = frames
+        self.visual.temporal_embedding = nn.Parameter(torch.zeros(1, frames, width))
+        if m.get("prompts", True):
+            # EZ-CLIP's uniform init bound (its code fixes the patch area at 16 x 16)
+            bound = math.sqrt(6.0 / (3 * m.get("patch_size", 16) ** 2 + width))
+            self.visual.transformer.T_prompt_embeddings = nn.Parameter(torch.empty(layers, frames, width))
+            nn.init.uniform_(self.visual.transformer.T_prompt_embeddings, -bound, bound)
+        self.prompt_dropout = nn.Dropout(float(m.get("prompt_dropout", 0.1)))
+        self.scale = float(m.get("logit_scale", 100.0))
+        self.motion_weight = float(m.get("motion_loss", 1.0))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        train_text = m.get("train_text_adapters", True)
+        for name, p in self.named_parameters():
+            trainable = "prompt" in name or "Adapter" in name
+            p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
+        self.cfg_text = dict(cfg.get("text") or {})
+        self.task = cfg.get("task", "coarse")
+        self.register_buffer("class_tokens", torch.zeros(0, self.context_length, dtype=torch.long), persistent=False)
+        self.texts, self._text_cache = None, None
+        self.set_class_names(class_names)
+
+    # -- text side ----------------------------------------------------------------------------
+
+    def set_class_names(self, names) -> None:
+        """Switch the label space (fine base-to-novel: the other set's classes)."""
+        self.texts = ClassTexts(names, self.cfg_text.get("templates") or ["{}"],
+                                task_descriptions(self.cfg_text, self.task))
+        self.class_tokens = self.texts.tokens.to(self.token_embedding.weight.device)
+        self._text_cache = None
+
+    def class_features(self) -> torch.Tensor:
+        """Normalised class-text features [K, D] (fp32), cached while no gradient can reach them."""
+        params = [p for n, p in self.named_parameters() if not n.startswith("visual.")]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return self.texts.features(self.encode_text, self.class_tokens)
+        key = (tuple(p._version for p in params), self.class_tokens.device)
+        if self._text_cache is None or self._text_cache[0] != key:
+            with torch.no_grad():
+                self._text_cache = (key, self.texts.features(self.encode_text, self.class_tokens))
+        return self._text_cache[1]
+
+    # -- image side ---------------------------------------------------------------------------
+
+    def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> frame features [B, T, D] (ln_post(class token) @ proj, not normalised)."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        if t != self.frames:
+            raise ValueError(f"EZ-CLIP is built for {self.frames} frames (temporal embedding and prompts), got {t}")
+        x = (video.to(self.mean.dtype) - self.mean) / self.std
+        x = self.visual.embed(x.flatten(0, 1))
+        x = x.unflatten(0, (b, t)) + self.visual.temporal_embedding.to(x.dtype).unsqueeze(2)
+        x = self.visual.ln_pre(x.flatten(0, 1))
+        prompts = getattr(self.visual.transformer, "T_prompt_embeddings", None)
+        if prompts is not None:
+            prompts = self.prompt_dropout(prompts)
+        x = self.visual.transformer(x, frames=t, prompts=prompts)
+        return self.visual.pool(x).unflatten(0, (b, t))
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 clip batch -> L2-normalised video features [B, D] (fp32)."""
+        return F.normalize(self.encode_frames(video).float().mean(1), dim=-1)
+
+    def forward(self, video: torch.Tensor):
+        frames = self.encode_frames(video)
+        text = self.class_features()
+        with torch.autocast(video.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
+            logits = self.scale * F.normalize(frames.float().mean(1), dim=-1) @ text.float().t()
+        if self.training and self.motion_weight:
+            return {"logits": logits, "aux_loss": self.motion_weight * motion_loss(frames)}
+        return logits
+
+    def no_weight_decay(self) -> set:
+        return set()  # EZ-CLIP decays every trainable tensor; the harness already spares 1-D ones
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def load_pretrained(self, spec, log=_log) -> dict:
+        """OpenAI CLIP weights (name or file) or an EZ-CLIP release file; see the module docstring."""
+        if spec is None or str(spec).strip().lower() in ("", "none"):
+            return {"loaded": 0}
+        spec = str(spec)
+        if spec in CLIP_MODELS:
+            state, source = load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+        else:
+            path = resolve_path(spec)
+            source = str(path)
+            state = extract_state_dict(read_checkpoint(path, "EZ-CLIP/CLIP weights"), source, RELEASE_CONTAINERS)
+            for k in JIT_EXTRAS:
+                state.pop(k, None)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        release = any("Adapter" in k or "T_prompt" in k or k == "visual.temporal_embedding" for k in state)
+        own = self.state_dict()
+        for key in ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings"):
+            if key in state and key in own and state[key].ndim == 3 and state[key].shape[0] == own[key].shape[0] \
+                    and state[key].shape[1] != self.frames and state[key].shape[2] == own[key].shape[2]:
+                log(f"ezclip: resampled {key} of {source} from {state[key].shape[1]} to {self.frames} frames")
+                state[key] = resample_frames(state[key], self.frames)
+        pe = state.get("visual.positional_embedding")
+        if pe is not None and pe.shape[0] != self.visual.positional_embedding.shape[0]:
+            try:
+                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
+                log(f"ezclip: resampled visual.positional_embedding of {source} to input size {self.visual.input_resolution}")
+            except ValueError:
+                pass  # not a square grid: load_checked reports the shape
+        if "visual.conv1.weight" not in state:
+            raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")
+        allow = () if release else ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings", "*.Adapter.*")
+        return load_checked(self, state, source, name="ezclip", allow_missing=allow, log=log)
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = EZCLIP(cfg, class_names)
+    model.load_pretrained(cfg.get("pretrained"))
+    return model

@@ -1,0 +1,359 @@
+"""FROSTER: a fine-tuned video CLIP distilled towards a frozen CLIP through residual projectors.
+
+After "FROSTER: Frozen CLIP is a Strong Teacher for Open-Vocabulary Action Recognition" (Huang et
+al., ICLR 2024). The authors' code (Visual-AI/FROSTER) is CC BY-NC-SA: nothing here comes from it
+but the module names and tensor shapes of its released checkpoints (checkpoint_keys/
+froster_b16_8f.json). The temporal attention follows Open-VCLIP (wengzejia1/Open-VCLIP), the
+codebase FROSTER forks. Written on the shared CLIP core (models/clip.py). Recipe: models/froster.yaml.
+
+    student `model`: CLIP ViT-B/16 whose image blocks use Open-VCLIP's `expand_temporal_view`
+    attention; all of it fine-tuned (both towers).
+        video uint8 [B, T, 3, H, W] -> CLIP normalisation -> per-frame features f_t -> unit length
+        -> v = mean over T (not renormalised: the mean of the per-frame logits, as Open-VCLIP)
+        -> logits = exp(logit_scale) * v @ class_text.T        (class_text: unit length)
+    teacher `raw_model`: plain CLIP with the same pretrained weights, frozen, in eval mode, run under
+        no_grad in training only.
+    `projector_v`, `projector_t`: residual MLPs g(x) = x + W2 act(W1 x) (Linear 512->512 and
+        512->512, no biases; W2 zero-initialised, so g starts as the identity).
+
+expand_temporal_view (Open-VCLIP): in every image block, the queries of frame t attend to the keys
+and values of frames t+1, t-1 and t (3L keys for L queries). At the first/last frame the missing
+neighbour contributes L all-zero keys and values: they are not masked, so they take part in the
+softmax with score 0 and add nothing to the output. Because of those zero keys the key bias of
+in_proj_bias changes the result here, so these blocks apply the full bias (the core leaves the key
+third out, which is exact only without zero keys).
+
+Training loss (aux_loss; the harness adds its cross-entropy, the soft CE with mixup targets):
+    L = distillation_ratio * (L_v + L_t),   distillation_ratio = 2.0 as the study's configs
+    L_v = mean over the batch of ||g_v(v') - u||^2, v' = v / |v| (student), u = the teacher's
+          video feature computed the same way and normalised
+    L_t = mean over the classes of ||g_t(s) - r||^2, s / r = student / teacher class-text features
+          (unit length)
+i.e. a squared-L2 (MSE summed over the 512 dimensions) feature distillation between unit vectors,
+the paper's residual feature distillation; our choice where the paper leaves the form open: the
+features are L2-normalised before the projector and the distance (so g(x) = x at the start gives
+L = 2 - 2 cos). With identity projectors L is 0 where student and teacher compute the same
+function: at initialisation that holds for L_t only, since the expanded attention already moves the
+student's video features away from the teacher's. Logits and distances are computed in fp32 under
+autocast.
+
+The teacher is a registered submodule (so .to(), autocast and DDP see it) with requires_grad False,
+kept in eval mode; its tensors are left out of state_dict() (and hence out of our checkpoints,
+600 MB less, and of the optimizer, which only takes parameters that require grad) and never
+reported missing by load_state_dict. It is rebuilt at construction from `model.teacher` (the CLIP
+weights it distils from, default ViT-B/16, as FROSTER's CLIP_ORI_PATH), so a resumed or evaluated
+run gets the same teacher without storing it; `teacher: none` makes it a frozen copy of the
+student's starting weights (tests, CPU runs).
+
+Class text: the class names through `text.templates` ("{}" by default), or one text per class from
+`text.descriptions` (FROSTER's LLM-rephrased names as a `name,description` CSV). The student's text
+features are recomputed at every training step (the text tower trains); the teacher's and, outside
+training, the student's are cached per label space.
+
+Weights: `pretrained` is OpenAI CLIP (a name or a file: student and, when the names agree, teacher)
+or a FROSTER release inside PySlowFast's {'model_state': ...}: the per-epoch training checkpoint
+(`model.*`, `raw_model.*`, `projector_v.*`, `projector_t.*`; the teacher then comes from
+raw_model.*) or the weight-averaged file (`model.*` and the projectors only; the teacher comes from
+`model.teacher`, logged). Our state dict is exactly the averaged file's 306 keys.
+
+Deviations from the published method: no weight averaging over epochs (it needs a per-epoch hook in
+train.py); weight decay spares 1-D tensors (the harness's rule); the projector activation (GELU)
+and the exact distance are not in the release and are our reading of the paper; the projectors
+only serve the loss, so released weights evaluate identically whatever they are.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ResidualAttentionBlock, class_prompts, load_clip_state_dict,
+                         resize_pos_embed, tokenize)
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = "raw_model."
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _is_none(spec) -> bool:
+    return spec is None or spec is False or str(spec).strip().lower() in ("", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+
+
+def neighbour_view(t: torch.Tensor, frames: int) -> torch.Tensor:
+    """Keys or values [B*T, L, D] -> [B*T, 3L, D]: those of frame t+1, frame t-1 (zeros where the
+    video has no such frame) and frame t itself."""
+    n, length, d = t.shape
+    t = t.view(n // frames, frames, length, d)
+    zero = t.new_zeros(t.shape[0], 1, length, d)
+    after = torch.cat([t[:, 1:], zero], dim=1)
+    before = torch.cat([zero, t[:, :-1]], dim=1)
+    return torch.cat([after, before, t], dim=2).view(n, 3 * length, d)
+
+
+class ExpandedViewBlock(ResidualAttentionBlock):
+    """CLIP image block whose attention also sees the neighbouring frames' tokens (Open-VCLIP's
+    expand_temporal_view). forward(x [B*T, L, D], frames=T); no new parameters."""
+
+    def attention(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+        attn = self.attn
+        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # full bias: see docstring
+        k, v = neighbour_view(k, frames), neighbour_view(v, frames)
+        q, k, v = attn._split_heads(q), attn._split_heads(k), attn._split_heads(v)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return attn.out_proj(out.transpose(-3, -2).flatten(-2))
+
+    def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+        x = x + self.drop_path(self.attention(self.ln_1(x), frames))
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+class ResidualProjector(nn.Sequential):
+    """g(x) = x + W2 act(W1 x): layers `0` and `2` as in the release (bias-free), W2 starts at zero."""
+
+    def __init__(self, dim: int):
+        super().__init__(nn.Linear(dim, dim, bias=False), nn.GELU(), nn.Linear(dim, dim, bias=False))
+        nn.init.zeros_(self[2].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# class texts
+
+
+def resolve_path(path) -> Path:
+    """A path as given, else relative to the repository root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
+
+
+def task_descriptions(cfg_text: dict, task: str):
+    """{name: text} for the task from `text.descriptions` (a CSV path for every task, or
+    {coarse: path, fine: path}), or None when the task has no file."""
+    from data.hierarchy import load_descriptions
+
+    spec = (cfg_text or {}).get("descriptions")
+    if isinstance(spec, dict):
+        spec = spec.get(task)
+    return load_descriptions(resolve_path(spec)) if spec else None
+
+
+def pooled_text(encode_text, tokens: torch.Tensor, counts: list) -> torch.Tensor:
+    """Unit-length features of every prompt, averaged per class and normalised again -> [K, D] fp32."""
+    feats = F.normalize(encode_text(tokens).float(), dim=-1)
+    if max(counts) == 1:
+        return feats
+    return F.normalize(torch.stack([c.mean(0) for c in feats.split(counts)]), dim=-1)
+
+
+def clip_dims(cfg: dict) -> dict:
+    m, inp = cfg["model"], cfg["input"]
+    width = m.get("width", 768)
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=inp["size"], vision_layers=m.get("layers", 12),
+                vision_width=width, vision_patch_size=m.get("patch_size", 16), context_length=m.get("context_length", 77),
+                vocab_size=m.get("vocab_size", 49408), transformer_width=m.get("text_width", 512),
+                transformer_heads=m.get("text_heads", 8), transformer_layers=m.get("text_layers", 12),
+                vision_heads=m.get("heads") or max(width // 64, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+class FROSTER(nn.Module):
+    def __init__(self, cfg: dict, class_names: list):
+        super().__init__()
+        m, inp = cfg["model"], cfg["input"]
+        if m.get("temporal_modeling", "expand_temporal_view") != "expand_temporal_view":
+            raise SystemExit(f"error: model.temporal_modeling: only expand_temporal_view is implemented, "
+                             f"found {m['temporal_modeling']!r}")
+        dims = clip_dims(cfg)
+        self.model = CLIP(**dims, vision_block=ExpandedViewBlock, drop_path=m.get("drop_path", 0.0),
+                          grad_checkpointing=m.get("grad_checkpointing", False))
+        self.raw_model = CLIP(**dims)
+        self.projector_v = ResidualProjector(dims["embed_dim"])
+        self.projector_t = ResidualProjector(dims["embed_dim"])
+        self.ratio = float(m.get("distillation_ratio", 2.0))
+        self.train_text = bool(m.get("train_text", True))
+        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.raw_model.requires_grad_(False)
+        self.raw_model.eval()
+        if not self.train_text:
+            for name, p in self.model.named_parameters():
+                if not name.startswith("visual."):
+                    p.requires_grad_(False)
+            self.projector_t.requires_grad_(False)
+        # the teacher is not saved, not loaded and not synchronised by DDP (identical on every rank)
+        self._register_state_dict_hook(_drop_teacher)
+        self.register_load_state_dict_post_hook(_teacher_never_missing)
+        self._ddp_params_and_buffers_to_ignore = [TEACHER + n for n, _ in self.raw_model.named_parameters()] + \
+            [TEACHER + n for n, _ in self.raw_model.named_buffers()]
+        self.cfg_text = dict(cfg.get("text") or {})
+        self.task = cfg.get("task", "coarse")
+        self.register_buffer("class_tokens", torch.zeros(0, dims["context_length"], dtype=torch.long), persistent=False)
+        self.counts, self._cache, self._label_space = [], {}, 0
+        self.set_class_names(class_names)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.raw_model.eval()  # the teacher always runs as at inference
+        return self
+
+    # -- text side ----------------------------------------------------------------------------
+
+    def set_class_names(self, names) -> None:
+        """Switch the label space (fine base-to-novel: the other set's classes)."""
+        self.class_names = list(names)
+        prompts = class_prompts(self.class_names, self.cfg_text.get("templates") or ["{}"],
+                                task_descriptions(self.cfg_text, self.task))
+        self.counts = [len(p) for p in prompts]
+        tokens = tokenize([t for p in prompts for t in p], truncate=True)
+        self.class_tokens = tokens.to(self.model.token_embedding.weight.device)
+        self._cache = {}
+        self._label_space += 1
+
+    def _text(self, clip: CLIP, tag: str) -> torch.Tensor:
+        params = [p for n, p in clip.named_parameters() if not n.startswith("visual.")]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return pooled_text(clip.encode_text, self.class_tokens, self.counts)
+        key = (self._label_space, self.class_tokens.device, tuple(p._version for p in params))
+        if self._cache.get(tag, (None,))[0] != key:
+            with torch.no_grad():
+                self._cache[tag] = (key, pooled_text(clip.encode_text, self.class_tokens, self.counts))
+        return self._cache[tag][1]
+
+    def class_features(self) -> torch.Tensor:
+        """The student's unit-length class-text features [K, D]."""
+        return self._text(self.model, "student")
+
+    def teacher_class_features(self) -> torch.Tensor:
+        return self._text(self.raw_model, "teacher")
+
+    # -- image side ---------------------------------------------------------------------------
+
+    def _frames(self, video: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
+        return ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+
+    def _video(self, x: torch.Tensor, b: int, t: int, teacher: bool = False) -> torch.Tensor:
+        feats = self.raw_model.visual(x) if teacher else self.model.visual(x, frames=t)
+        return F.normalize(feats.float(), dim=-1).view(b, t, -1).mean(1)
+
+    def encode_video(self, video: torch.Tensor, teacher: bool = False) -> torch.Tensor:
+        """uint8 clip batch -> mean over frames of unit-length frame features [B, D] (fp32, not renormalised)."""
+        return self._video(self._frames(video), *video.shape[:2], teacher=teacher)
+
+    def forward(self, video: torch.Tensor):
+        b, t = video.shape[:2]
+        x = self._frames(video)
+        v = self._video(x, b, t)
+        text = self.class_features()
+        with torch.autocast(video.device.type, enabled=False):  # logits and distances in fp32, not bf16
+            logits = self.model.logit_scale.exp().float() * v @ text.float().t()
+        if not self.training:
+            return logits
+        with torch.no_grad():
+            u = F.normalize(self._video(x, b, t, teacher=True), dim=-1)
+        with torch.autocast(video.device.type, enabled=False):
+            loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
+            if self.train_text:
+                loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())
+        return {"logits": logits, "aux_loss": self.ratio * loss}
+
+    @staticmethod
+    def distance(projector: nn.Module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Mean squared L2 distance between projected unit student features and unit teacher features."""
+        w = projector[0].weight
+        return (projector(student.to(w.dtype)).float() - teacher.float()).pow(2).sum(-1).mean()
+
+    def no_weight_decay(self) -> set:
+        return {"model.visual.class_embedding", "model.visual.positional_embedding", "model.positional_embedding"}
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def load_pretrained(self, spec, teacher_spec="ViT-B/16", log=_log) -> dict:
+        """Student (+ projectors) from `spec`; teacher from the file's raw_model.*, else from
+        `teacher_spec` (CLIP weights), else a copy of the student. See the module docstring."""
+        report, clip_states = {"loaded": 0}, {}
+        raw = None
+        if not _is_none(spec):
+            state, source = self._read(spec, log)
+            if any(k.startswith("model.") for k in state):  # a FROSTER release
+                student = self._fit({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, source, log)
+                own = {f"model.{k}": v for k, v in student.items()}
+                own.update({k: v for k, v in state.items() if not k.startswith(("model.", TEACHER))})
+                report = load_checked(self, own, source, name="froster", log=log)
+                teacher = {k[len(TEACHER):]: v for k, v in state.items() if k.startswith(TEACHER)}
+                if teacher:
+                    raw = (teacher, f"{source} (raw_model.*)")
+            else:
+                clip_states[str(spec)] = state
+                report = load_checked(self.model, self._fit(state, source, log), source, name="froster.model", log=log)
+                log("froster: projectors start as the identity (not in CLIP weights)")
+        if raw is None and not _is_none(teacher_spec):
+            teacher_spec = str(teacher_spec)
+            state = clip_states.get(teacher_spec)
+            if state is None:
+                state, _ = self._read(teacher_spec, log)
+            raw = (state, f"CLIP weights {teacher_spec}")
+            if not _is_none(spec) and str(spec) != teacher_spec:
+                log(f"froster: the teacher (raw_model) is not in {spec}; filled from CLIP weights {teacher_spec}")
+        if raw is None:
+            self.raw_model.load_state_dict(self.model.state_dict())
+            log("froster: teacher = frozen copy of the student as built (model.teacher: none)")
+        else:
+            load_checked(self.raw_model, self._fit(raw[0], raw[1], log), raw[1], name="froster.raw_model", log=log)
+        return report
+
+    def _read(self, spec, log):
+        spec = str(spec)
+        if spec in CLIP_MODELS:
+            return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+        path = resolve_path(spec)
+        state = extract_state_dict(read_checkpoint(path, "FROSTER/CLIP weights"), str(path),
+                                   ("model_state", "state_dict", "model", "model_state_dict"))
+        for k in JIT_EXTRAS:
+            state.pop(k, None)
+        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path)
+
+    def _fit(self, state: dict, source: str, log) -> dict:
+        """A CLIP state dict with positional_embedding resampled to this input size."""
+        if "visual.conv1.weight" not in state:
+            raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {_names(state)})")
+        pe = state.get("visual.positional_embedding")
+        if pe is not None and pe.shape[0] != self.model.visual.positional_embedding.shape[0]:
+            try:
+                state = {**state, "visual.positional_embedding": resize_pos_embed(pe, self.model.visual.grid)}
+                log(f"froster: resampled visual.positional_embedding of {source} to input size "
+                    f"{self.model.visual.input_resolution}")
+            except ValueError:
+                pass
+        return state
+
+
+def _drop_teacher(module, state_dict, prefix, local_metadata):
+    for k in [k for k in state_dict if k.startswith(prefix + TEACHER)]:
+        del state_dict[k]
+
+
+def _teacher_never_missing(module, incompatible):
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if TEACHER not in k]
+
+
+def build_model(cfg: dict, class_names: list) -> nn.Module:
+    model = FROSTER(cfg, class_names)
+    model.load_pretrained(cfg.get("pretrained"), cfg["model"].get("teacher", "ViT-B/16"))
+    return model
+
