@@ -172,3 +172,22 @@ def test_mixup_and_cutmix_targets_weigh_the_pixels_they_mix():
     pasted = (mixed[0] == 200).float().mean().item()  # share of clip 0 now showing clip 1
     assert targets[0, 3].item() == pytest.approx(pasted) and targets[1, 0].item() == pytest.approx(pasted)
     assert set(mixed.unique().tolist()) <= {0, 200}
+
+
+def test_main_job_generates_once_trains_both_directions_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    import data.synta
+
+    tiny_profile = {"size": 32, "frames": 8, "train_per_view": 2, "val_per_view": 1,
+                    "classes": ["appearing", "bouncing", "falling", "orbiting"]}
+    monkeypatch.setitem(data.synta.PROFILES, "small", tiny_profile)
+    monkeypatch.chdir(tmp_path)
+    first = train.main(["--tiny", "--workers", "0"])
+    printed = capsys.readouterr().out
+    assert "average of the two directions" in printed and "HM of the averages" in printed
+    assert [d["train_set"] for d in first["directions"]] == [1, 2]
+    videos = sorted((tmp_path / "cache" / "synta_small_coupled").rglob("*.mp4"))
+    assert len(videos) == 22 * 2 * 3  # 22 fine classes x 2 views x (2 train + 1 val ids)
+    stamps = [v.stat().st_mtime_ns for v in videos]
+    second = train.main(["--tiny", "--workers", "0"])  # cached: nothing rendered or trained again
+    assert [v.stat().st_mtime_ns for v in videos] == stamps
+    assert [d["top1"] for d in second["directions"]] == [d["top1"] for d in first["directions"]]
