@@ -83,7 +83,7 @@ def make_config(args) -> dict:
         raise SystemExit("error: give --model and --data (e.g. python train.py --model vit --data synta)")
     check_model(args.model)
     check_dataset(args.data)
-    cfg = load_recipe(args.model, args.data, tiny=args.tiny)
+    cfg = load_recipe(args.model, args.data, tiny=args.tiny, task=args.task)
     for flag, keys in FLAG_OVERRIDES.items():
         if getattr(args, flag) is not None:
             apply_override(cfg, list(keys), getattr(args, flag))

@@ -17,7 +17,8 @@ and the module it returns follows one contract:
     lr_multipliers() -> {name substring: factor}, used to build the optimizer groups.
 
 A recipe is YAML with the sections model / pretrained / input / train / test, per-dataset overrides
-under `datasets:` and a CPU-sized variant under `tiny:`. DEFAULTS below fills what a recipe leaves out.
+under `datasets:` (with per-task ones under `datasets: <ds>: tasks: coarse|fine:`) and a CPU-sized
+variant under `tiny:`. DEFAULTS below fills what a recipe leaves out.
 """
 import copy
 import importlib
@@ -109,8 +110,8 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def load_recipe(name: str, dataset: str = None, tiny: bool = False) -> dict:
-    """DEFAULTS <- models/<name>.yaml <- its datasets[dataset] <- its tiny section."""
+def load_recipe(name: str, dataset: str = None, tiny: bool = False, task: str = None) -> dict:
+    """DEFAULTS <- models/<name>.yaml <- its datasets[dataset] <- datasets[dataset].tasks[task] <- its tiny section."""
     check_model(name)
     with open(MODEL_DIR / f"{name}.yaml") as f:
         recipe = read_yaml(f) or {}
@@ -118,7 +119,11 @@ def load_recipe(name: str, dataset: str = None, tiny: bool = False) -> dict:
     tiny_section = recipe.pop("tiny", {}) or {}
     cfg = merge(DEFAULTS, recipe)
     if dataset:
-        cfg = merge(cfg, per_dataset.get(dataset, {}))
+        section = dict(per_dataset.get(dataset) or {})
+        per_task = section.pop("tasks", {}) or {}
+        cfg = merge(cfg, section)
+        if task:
+            cfg = merge(cfg, per_task.get(task, {}))
     if tiny:
         cfg = merge(cfg, tiny_section)
     cfg["model_name"] = name

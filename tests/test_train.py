@@ -191,3 +191,13 @@ def test_main_job_generates_once_trains_both_directions_and_prints_the_table(tmp
     second = train.main(["--tiny", "--workers", "0"])  # cached: nothing rendered or trained again
     assert [v.stat().st_mtime_ns for v in videos] == stamps
     assert [d["top1"] for d in second["directions"]] == [d["top1"] for d in first["directions"]]
+
+
+def test_recipes_can_differ_per_dataset_and_task():
+    from models import load_recipe
+
+    # EZ-CLIP's study recipe: Syn-TA trains 81 epochs for the coarse task and 151 for the fine one
+    assert load_recipe("ezclip", "synta", task="coarse")["train"]["epochs"] == 81
+    assert load_recipe("ezclip", "synta", task="fine")["train"]["epochs"] == 151
+    assert load_recipe("ezclip", "k400ta", task="fine")["train"]["epochs"] == 71
+    assert "tasks" not in load_recipe("ezclip", "synta", task="fine")
