@@ -36,7 +36,7 @@ from data.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
                          write_mp4)
 from data.synta_motions import CLASSES, VIEW_RELATIVE, Ctx
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: shared appearance keeps val backgrounds among the train ones
 MANIFEST = "synta_manifest.json"
 VIEWS = ("regular", "front")
 APPEARANCES = ("coupled", "shared")
@@ -92,11 +92,12 @@ def clip_frames(stem: str, frames=None, frame_scale: float = 1.0) -> int:
     return max(2, int(round(CLASSES[stem][1] * frame_scale)))
 
 
-def texture_family(set_id: int, video_id: int, appearance: str) -> int:
-    """Background of a video: like the official scripts, video i (0-based) uses image i % 10 of its set."""
-    if appearance == "shared":
-        return (video_id - 1) % 20
-    return SET_TEXTURES[set_id][(video_id - 1) % 10]
+def texture_family(set_id: int, video_id: int, appearance: str, rng) -> int:
+    """Background of a video: like the official scripts, video i (0-based) uses image i % 10 of its set's
+    ten. `shared` draws the set at random per video, so every class sees all 20 backgrounds while the
+    val ids (31...) still use the same ten indices as the train ids (1...)."""
+    family_set = 1 + int(rng.integers(2)) if appearance == "shared" else set_id
+    return SET_TEXTURES[family_set][(video_id - 1) % 10]
 
 
 def shape_pool(set_id: int, appearance: str) -> tuple:
@@ -104,9 +105,10 @@ def shape_pool(set_id: int, appearance: str) -> tuple:
 
 
 def _rngs(seed, stem, view, video_id):
-    """Independent RNG streams of one video, derived from (seed, class, view, id) only: motion, look, staging."""
+    """Independent RNG streams of one video, derived from (seed, class, view, id) only: motion, look,
+    staging, background (a stream of its own, so appearance modes share every other draw)."""
     seq = np.random.SeedSequence([int(seed), zlib.crc32(stem.encode()), VIEWS.index(view), int(video_id)])
-    return [np.random.default_rng(s) for s in seq.spawn(3)]
+    return [np.random.default_rng(s) for s in seq.spawn(4)]
 
 
 def _turn_stage(solids, focus, angle):
@@ -140,7 +142,7 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
                 appearance="coupled") -> Scene:
     """The full scene of one video: solids with their per-frame state, camera, light and background."""
     fine = fine_classes()[stem]
-    motion_rng, look_rng, stage_rng = _rngs(seed, stem, view, video_id)
+    motion_rng, look_rng, stage_rng, background_rng = _rngs(seed, stem, view, video_id)
     n_frames = clip_frames(stem, frames, frame_scale)
     ctx = Ctx(n_frames, motion_rng, look_rng, shape_pool(fine.set, appearance), view)
     program = CLASSES[stem][0]
@@ -181,7 +183,7 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
     light = Light(np.array([math.cos(light_el) * math.cos(light_az), -math.cos(light_el) * math.sin(light_az),
                             math.sin(light_el)]))
 
-    family = texture_family(fine.set, video_id, appearance)
+    family = texture_family(fine.set, video_id, appearance, background_rng)
     params = texture_params(stage_rng)
     if view == "front":
         behind = max(float(np.max(s.pos[:, 1] + s.radius)) for s in solids)

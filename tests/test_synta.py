@@ -628,16 +628,19 @@ def test_teleporting_has_no_intermediate_positions():
 def test_coupled_and_shared_appearance_pools():
     set_of = {stem: c.set for stem, c in synta.fine_classes().items()}
     shapes = {("coupled", 1): set(), ("coupled", 2): set(), ("shared", 1): set(), ("shared", 2): set()}
+    shared_families = {1: set(), 2: set()}
     for stem in list(CLASSES)[::3]:
         for i in range(1, 11):
             for mode in synta.APPEARANCES:
                 sc = synta.build_scene(stem, "regular", i, frames=4, size=16, appearance=mode)
                 shapes[(mode, set_of[stem])] |= {s.shape for s in sc.solids}
                 family = sc.background.texture
+                assert family % 10 == (i - 1) % 10  # val ids 31.. reuse the backgrounds of train ids 1..
                 if mode == "coupled":
-                    assert family in synta.SET_TEXTURES[set_of[stem]] and family % 10 == (i - 1) % 10
+                    assert family in synta.SET_TEXTURES[set_of[stem]]
                 else:
-                    assert family == (i - 1) % 20
+                    shared_families[set_of[stem]].add(family)
+    assert shared_families[1] == shared_families[2] == set(range(20))
     # named target shapes (changes into pyramid / sphere ...) are the only cross-set shapes allowed in coupled mode
     assert shapes[("coupled", 1)] - {"sphere", "cylinder"} <= set(synta.SET_SHAPES[1])
     assert shapes[("coupled", 2)] - {"cube", "pyramid"} <= set(synta.SET_SHAPES[2])
