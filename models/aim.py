@@ -122,7 +122,7 @@ class AIMBlock(ResidualAttentionBlock):
         bt, length, d = x.shape
         b = bt // frames
         # temporal: [(B T), L, D] -> [(B L), T, D], attention over the frames of each token position
-        xt = self.ln_1(x).view(b, frames, length, d).transpose(1, 2).reshape(b * length, frames, d).contiguous()
+        xt = self.ln_1(x).view(b, frames, length, d).transpose(1, 2).reshape(b * length, frames, d)
         if self.num_tadapter == 2:
             xt = self.T_Adapter_in(xt)
         xt = self.T_Adapter(self.attention(xt))

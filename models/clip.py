@@ -35,6 +35,8 @@ Extending the blocks (X-CLIP message tokens, EZ-CLIP prompts, AIM / UniFormerV2 
   * `VisionTransformer.forward(x, return_tokens=True)` returns (pooled features, patch tokens
     before ln_post), as X-CLIP's prompt generator needs; `embed()`, `ln_pre`, `transformer` and
     `pool()` are separate steps a subclass can re-order or extend.
+  * `MultiheadAttention.project()` and `.attend()` are the two steps of its forward, for a block that
+    changes the keys and values in between (FROSTER's neighbouring frames).
   * `CLIP.encode_text_embeddings(x, eot)` runs the text tower on given token embeddings (learned
     prompts as in ViFi-CLIP / EZ-CLIP) and takes the feature at positions `eot`.
 
@@ -158,7 +160,10 @@ class MultiheadAttention(nn.Module):
     key/value default to query (self-attention, one packed projection). attn_mask follows SDPA:
     a float mask is added to the scores, a bool mask is True where attention is ALLOWED (the
     opposite of nn.MultiheadAttention's bool masks); shape [Lq, Lk] or broadcastable to
-    [N, heads, Lq, Lk]. The key third of in_proj_bias is not applied (see without_key_bias)."""
+    [N, heads, Lq, Lk]. The key third of in_proj_bias is not applied (see without_key_bias).
+
+    forward is project() then attend(); a block that changes the keys and values in between (FROSTER's
+    neighbouring frames) calls the two itself."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -180,23 +185,38 @@ class MultiheadAttention(nn.Module):
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)  # [N, H, L, hd]
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
-                attn_mask: torch.Tensor = None, is_causal: bool = False) -> torch.Tensor:
-        bias = without_key_bias(self.in_proj_bias)
+    def project(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
+                key_bias: bool = False) -> tuple:
+        """The input projections of query, key, value [N, L, D] -> q, k, v [N, heads, L, head_dim].
+        key/value default as in forward. key_bias=True applies the key third of in_proj_bias too,
+        which matters only where keys are added that no projection made (FROSTER's zero keys)."""
+        bias = self.in_proj_bias if key_bias else without_key_bias(self.in_proj_bias)
+        # F.linear on a strided 3-D input (e.g. tokens regrouped per position, batch size 1) falls
+        # back to a batched matmul several times slower than the single matmul of a contiguous one
+        query = query.contiguous()
         if key is None and value is None:
             q, k, v = F.linear(query, self.in_proj_weight, bias).chunk(3, dim=-1)
         else:
-            key = query if key is None else key
-            value = key if value is None else value
+            key = query if key is None else key.contiguous()
+            value = key if value is None else value.contiguous()
             ws = self.in_proj_weight.chunk(3)
             bs = bias.chunk(3) if bias is not None else (None,) * 3
             q, k, v = (F.linear(t, w, b) for t, w, b in zip((query, key, value), ws, bs))
-        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor = None,
+               is_causal: bool = False) -> torch.Tensor:
+        """SDPA of projected q, k, v [N, heads, L, head_dim] (masks as in forward), heads merged,
+        out_proj -> [N, Lq, D]."""
         if attn_mask is not None and attn_mask.is_floating_point():
             attn_mask = attn_mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(-3, -2).flatten(-2))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
+                attn_mask: torch.Tensor = None, is_causal: bool = False) -> torch.Tensor:
+        return self.attend(*self.project(query, key, value), attn_mask=attn_mask, is_causal=is_causal)
 
 
 class ResidualAttentionBlock(nn.Module):

@@ -89,14 +89,13 @@ def _is_none(spec) -> bool:
 
 
 def neighbour_view(t: torch.Tensor, frames: int) -> torch.Tensor:
-    """Keys or values [B*T, L, D] -> [B*T, 3L, D]: those of frame t+1, frame t-1 (zeros where the
-    video has no such frame) and frame t itself."""
-    n, length, d = t.shape
-    t = t.view(n // frames, frames, length, d)
-    zero = t.new_zeros(t.shape[0], 1, length, d)
+    """Keys or values [B*T, heads, L, d] -> [B*T, heads, 3L, d]: those of frame t+1, frame t-1 (zeros
+    where the video has no such frame) and frame t itself."""
+    t = t.unflatten(0, (-1, frames))
+    zero = torch.zeros_like(t[:, :1])
     after = torch.cat([t[:, 1:], zero], dim=1)
     before = torch.cat([zero, t[:, :-1]], dim=1)
-    return torch.cat([after, before, t], dim=2).view(n, 3 * length, d)
+    return torch.cat([after, before, t], dim=-2).flatten(0, 1)
 
 
 class ExpandedViewBlock(ResidualAttentionBlock):
@@ -104,12 +103,8 @@ class ExpandedViewBlock(ResidualAttentionBlock):
     expand_temporal_view). forward(x [B*T, L, D], frames=T); no new parameters."""
 
     def attention(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
-        attn = self.attn
-        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # full bias: see docstring
-        k, v = neighbour_view(k, frames), neighbour_view(v, frames)
-        q, k, v = attn._split_heads(q), attn._split_heads(k), attn._split_heads(v)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return attn.out_proj(out.transpose(-3, -2).flatten(-2))
+        q, k, v = self.attn.project(x, key_bias=True)  # full bias: see the module docstring
+        return self.attn.attend(q, neighbour_view(k, frames), neighbour_view(v, frames))
 
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         x = x + self.drop_path(self.attention(self.ln_1(x), frames))

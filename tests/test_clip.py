@@ -171,6 +171,33 @@ def test_attention_matches_nn_multiheadattention():
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_projections_get_contiguous_inputs_and_project_attend_is_forward(monkeypatch):
+    """Tokens regrouped per position (AIM's temporal attention) are a strided view when the batch has one
+    clip; F.linear with frozen weights multiplies such an input as a batch of matrices, several times
+    slower than one matrix product."""
+    torch.manual_seed(0)
+    attn = mc.MultiheadAttention(32, 4).requires_grad_(False)
+    with torch.no_grad():
+        attn.in_proj_bias.normal_()
+    frames = torch.randn(4, 5, 32)  # one clip: 4 frames of 5 tokens
+    per_position = frames.view(1, 4, 5, 32).transpose(1, 2).reshape(5, 4, 32)
+    assert not per_position.is_contiguous()
+    contiguous, linear = [], torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, *a: contiguous.append(x.is_contiguous()) or linear(x, *a))
+    out, cross = attn(per_position), attn(per_position, per_position[:, :2])
+    monkeypatch.undo()
+    assert len(contiguous) == 6 and all(contiguous)  # 1 + 3 input projections, 2 out_proj
+    torch.testing.assert_close(out, attn(per_position.contiguous()))
+    torch.testing.assert_close(cross, attn(per_position.contiguous(), per_position[:, :2].contiguous()))
+    q, k, v = attn.project(per_position)
+    assert q.shape == k.shape == v.shape == (5, 4, 4, 8)  # [N, heads, L, head_dim]
+    assert torch.equal(attn.attend(q, k, v), out)
+    # key_bias=True: the key third of in_proj_bias shifts the keys (and not the result)
+    k_with_bias = attn.project(per_position, key_bias=True)[1]
+    torch.testing.assert_close(k_with_bias - k, attn.in_proj_bias.chunk(3)[1].view(4, 1, 8).expand_as(k))
+    torch.testing.assert_close(attn.attend(q, k_with_bias, v), out, atol=1e-6, rtol=1e-5)
+
+
 def test_key_bias_gets_an_exactly_zero_gradient():
     """The key bias cannot change attention outputs (test above: the reference applies it, this
     module does not); it must not pick up rounding noise that Adam would turn into updates."""
