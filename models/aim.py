@@ -54,15 +54,13 @@ count; every other mismatch is a one-line error; or 'none'.
 """
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP_MODELS, DropPath, ResidualAttentionBlock, VisionTransformer, load_clip_state_dict,
-                         resize_pos_embed)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, load_clip_visual_state
+from models.weights import load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
 # name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
@@ -239,7 +237,7 @@ class AIM(nn.Module):
     # weights
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        kind, state, source = read_weights(spec)
+        kind, state, source = load_clip_visual_state(spec, "AIM", release_prefix="backbone.", log=log)
         if kind is None:
             return {"loaded": 0}
         if kind == "clip":
@@ -251,14 +249,7 @@ class AIM(nn.Module):
         adapters and temporal_embedding keep their initialisation (D_fc2 zero)."""
         visual = dict(visual)
         unused = [k for k in ("proj",) if visual.pop(k, None) is not None]
-        pe = visual.get("positional_embedding")
-        if pe is not None and pe.shape[0] != self.backbone.positional_embedding.shape[0]:
-            try:
-                visual["positional_embedding"] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to "
-                    f"{self.backbone.positional_embedding.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape mismatch
+        fit_pos_embed(visual, "positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self.backbone, visual, source, name="aim.backbone",
                               allow_missing=("temporal_embedding", "transformer.resblocks.*Adapter*"), log=log)
         if unused:
@@ -280,43 +271,9 @@ class AIM(nn.Module):
         if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
             state["backbone.temporal_embedding"] = resample_frames(te, own_te.shape[1])
             log(f"aim: temporal_embedding of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
-        pe_key = "backbone.positional_embedding"
-        pe = state.get(pe_key)
-        if pe is not None and pe.ndim == 2 and pe.shape[0] != own[pe_key].shape[0]:
-            try:
-                state[pe_key] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to {own[pe_key].shape[0]} positions")
-            except ValueError:
-                pass
+        fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self, state, source, name="aim", allow_missing=HEAD_KEYS if dropped else (), log=log)
         return {**report, "dropped_head": bool(dropped)}
-
-
-def read_weights(spec):
-    """-> (kind, state, source): ('clip', CLIP image-tower tensors without prefix, source) for a CLIP
-    name or file, ('release', state with backbone./cls_head. keys, source) for an AIM checkpoint,
-    (None, None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
-        return None, None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        state = load_clip_state_dict(spec)
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, f"CLIP {spec}"
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: AIM weights '{spec}' not found: pretrained takes a CLIP model name "
-                         f"({', '.join(CLIP_MODELS)}), the path of a CLIP or AIM checkpoint, or none")
-    state = extract_state_dict(read_checkpoint(path, "AIM weights"), str(path),
-                               containers=("state_dict", "model_state", "model"))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):
-        return "release", state, str(path)
-    if "visual.conv1.weight" in state:
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, str(path)
-    if "conv1.weight" in state and "class_embedding" in state:
-        return "clip", state, str(path)
-    raise SystemExit(f"error: {path} is neither an AIM checkpoint (backbone.* keys) nor CLIP weights "
-                     f"(visual.conv1.weight or conv1.weight); first keys: {_names(state)}")
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

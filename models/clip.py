@@ -53,8 +53,11 @@ Released checkpoints that pickle more than tensors (X-CLIP's and ViFi-CLIP's yac
 
 Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
 default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
-archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Errors are one line
-(SystemExit "error: ..."), the harness's convention.
+archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Models built on the image
+tower alone (vit.py, aim.py, uniformerv2.py) read their `pretrained` with `load_clip_visual_state`
+(CLIP weights, an image tower alone, or the model's own release told by a key prefix);
+`fit_pos_embed` resamples a loaded positional_embedding to the model's input size. Errors are one
+line (SystemExit "error: ..."), the harness's convention.
 """
 import gzip
 import hashlib
@@ -675,11 +678,71 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
     state = extract_state_dict(read_checkpoint(path, "CLIP weights"), source)
     for k in JIT_EXTRAS:
         state.pop(k, None)
+    _require_vit(state, source)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _require_vit(state: dict, source: str) -> None:
     if "visual.conv1.weight" not in state or "visual.positional_embedding" not in state:
         hint = " (a ResNet CLIP; only ViT towers are implemented)" if "visual.layer1.0.conv1.weight" in state else ""
         raise SystemExit(f"error: {source} holds no OpenAI CLIP ViT weights{hint}: no visual.conv1.weight "
                          f"(first keys: {_names(state)})")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_clip_visual_state(spec, model: str, release_prefix: str = None,
+                           containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
+    """A recipe's `pretrained` for a model built on CLIP's image tower -> (kind, state, source):
+
+      ('clip', the image tower's tensors without the `visual.` prefix, source) for a released CLIP
+          name (load_clip_state_dict), a CLIP file (the TorchScript archive or a state dict) or a file
+          of the image tower alone (conv1.weight, class_embedding, ...: the original UniFormerV2's
+          vit_b16.pth, mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
+      ('release', the file's state dict as it is, source) for a checkpoint of the model itself, told
+          by keys starting with `release_prefix` (e.g. 'backbone.'); None: no such checkpoints;
+      (None, None, None) for 'none'.
+    Floating tensors are fp32. `model` is the model's name in messages; `containers`: the checkpoint
+    keys that may hold the state dict, in order (models.weights.extract_state_dict)."""
+    if _is_none(spec):
+        return None, None, None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        state, source = load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            files = f"a CLIP or {model} checkpoint" if release_prefix else "CLIP weights"
+            raise SystemExit(f"error: {model} weights '{spec}' not found: pretrained takes a CLIP model name "
+                             f"({', '.join(CLIP_MODELS)}), the path of {files}, or none")
+        source = str(path)
+        state = extract_state_dict(read_checkpoint(path, f"{model} weights"), source, containers=containers)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        if release_prefix and any(k.startswith(release_prefix) for k in state):
+            return "release", state, source
+        if "visual.conv1.weight" not in state:
+            if "conv1.weight" in state and "class_embedding" in state:
+                return "clip", state, source
+            what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
+            raise SystemExit(f"error: {path} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
+                             f"first keys: {_names(state)}")
+        _require_vit(state, source)
+    text = [k for k in state if not k.startswith("visual.") and k not in JIT_EXTRAS]
+    if text:
+        log(f"{model.lower()}: the {len(text)} text-tower tensors of {source} are not used")
+    return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, source
+
+
+def fit_pos_embed(state: dict, key: str, grid: int, source: str, name: str, log=_log) -> None:
+    """Resample state[key], a positional embedding [..., 1 + g*g, D] for another input size, in place
+    to 1 + grid*grid positions (resize_pos_embed, bicubic), with a log line. One whose rows are not
+    1 + a square grid is left as it is, for load_checked to report."""
+    pe = state.get(key)
+    if pe is None or pe.ndim < 2 or pe.shape[-2] == 1 + grid * grid:
+        return
+    try:
+        state[key] = resize_pos_embed(pe, grid)
+    except ValueError:
+        return
+    log(f"{name}: resampled {key} of {source} from {pe.shape[-2]} to {state[key].shape[-2]} positions")
 
 
 class _Opaque(dict):

@@ -63,7 +63,6 @@ Pretrained (recipe key `pretrained`):
 import sys
 from collections import OrderedDict
 from functools import partial
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -71,10 +70,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import (CLIP_MODELS, DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-                         Transformer, load_clip_state_dict, resize_pos_embed)
+from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
+                         fit_pos_embed, load_clip_visual_state, resize_pos_embed)
 from models.video_common import checkpointed
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.weights import load_checked
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -337,7 +336,8 @@ class UniFormerV2(nn.Module):
     # weights
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        kind, state, source = read_weights(spec)
+        kind, state, source = load_clip_visual_state(spec, "UniFormerV2", release_prefix="backbone.",
+                                                     containers=("model_state", "state_dict", "model"), log=log)
         if kind is None:
             return {"loaded": 0}
         if kind == "clip":
@@ -353,14 +353,7 @@ class UniFormerV2(nn.Module):
         w = visual.get("conv1.weight")
         if w is not None and w.ndim == 4 and own.ndim == 5:
             visual["conv1.weight"] = inflate_center(w, own.shape[2])
-        pe = visual.get("positional_embedding")
-        if pe is not None and pe.shape[0] != self.backbone.positional_embedding.shape[0]:
-            try:
-                visual["positional_embedding"] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"uniformerv2: resampled positional_embedding of {source} from {pe.shape[0]} to "
-                    f"{self.backbone.positional_embedding.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape mismatch
+        fit_pos_embed(visual, "positional_embedding", self.backbone.grid, source, "uniformerv2", log=log)
         report = load_checked(self.backbone, visual, source, name="uniformerv2.backbone", allow_missing=NEW_MODULES, log=log)
         if unused:
             log(f"uniformerv2: {', '.join(unused)} of {source} are not used (UniFormerV2 has no ln_post / CLIP proj)")
@@ -377,14 +370,7 @@ class UniFormerV2(nn.Module):
             log(f"uniformerv2: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
                 f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
             state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
-        pe_key = "backbone.positional_embedding"
-        pe = state.get(pe_key)
-        if pe is not None and pe.ndim == 2 and pe.shape[0] != own[pe_key].shape[0]:
-            try:
-                state[pe_key] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"uniformerv2: resampled positional_embedding of {source} from {pe.shape[0]} to {own[pe_key].shape[0]} positions")
-            except ValueError:
-                pass
+        fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "uniformerv2", log=log)
         allow_missing = ["*num_batches_tracked", *(HEAD_KEYS if dropped else ())]
         report = load_checked(self, state, source, name="uniformerv2", allow_missing=allow_missing, log=log)
         return {**report, "dropped_head": bool(dropped)}
@@ -402,33 +388,6 @@ def from_mmaction2(state: dict) -> dict:
             k = "backbone.transformer.proj.2." + k[len("cls_head.fc_cls."):]
         out[k] = v
     return out
-
-
-def read_weights(spec):
-    """-> (kind, state, source): ('clip', CLIP image-tower tensors without prefix, source) for a CLIP
-    name or file, ('release', state with `backbone.` keys, source) for a UniFormerV2 checkpoint,
-    (None, None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
-        return None, None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        state = load_clip_state_dict(spec)
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, f"CLIP {spec}"
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: UniFormerV2 weights '{spec}' not found: pretrained takes a CLIP model name "
-                         f"({', '.join(CLIP_MODELS)}), the path of a CLIP or UniFormerV2 checkpoint, or none")
-    state = extract_state_dict(read_checkpoint(path, "UniFormerV2 weights"), str(path),
-                               containers=("model_state", "state_dict", "model"))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):
-        return "release", state, str(path)
-    if "visual.conv1.weight" in state:
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, str(path)
-    if "conv1.weight" in state and "class_embedding" in state:
-        return "clip", state, str(path)
-    raise SystemExit(f"error: {path} is neither a UniFormerV2 checkpoint (backbone.* keys) nor CLIP weights "
-                     f"(visual.conv1.weight or conv1.weight); first keys: {_names(state)}")
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

@@ -160,9 +160,8 @@ def test_released_checkpoints_load_with_nothing_missing(tmp_path):
     keys = official_keys(classes=7, num_tadapter=2, **TINY_LAYOUT)
     state = release_state(keys)
     model = tiny_model(num_classes=7, num_tadapter=2)
-    kind, read, _ = aim.read_weights(save({"meta": {"epoch": 50}, "state_dict": state, "optimizer": {}}, tmp_path))
-    assert kind == "release"
-    report = model.load_release(read, "aim.pth", log=quiet)
+    report = model.load_pretrained(save({"meta": {"epoch": 50}, "state_dict": state, "optimizer": {}}, tmp_path), log=quiet)
+    assert report["dropped_head"] is False  # read as a release
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == len(keys)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert trained_names(model) == trained_names(tiny_model(num_tadapter=2))  # loading does not unfreeze
@@ -186,8 +185,8 @@ def test_released_checkpoints_load_with_nothing_missing(tmp_path):
         model.load_release(bad, "x.pth", log=quiet)
     assert "of another shape (backbone.transformer.resblocks.0.S_Adapter.D_fc1.weight" in one_line_exit(e)
     with pytest.raises(SystemExit) as e:
-        aim.read_weights(save({"state_dict": {"encoder.weight": torch.zeros(2)}}, tmp_path))
-    assert "neither an AIM checkpoint" in one_line_exit(e)
+        model.load_pretrained(save({"state_dict": {"encoder.weight": torch.zeros(2)}}, tmp_path), log=quiet)
+    assert "neither AIM weights (backbone.* keys) nor CLIP weights" in one_line_exit(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +200,7 @@ def clip_features(visual, frames):
 
 def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypatch, tmp_path):
     clip = tiny_clip()
-    monkeypatch.setattr(aim, "load_clip_state_dict", lambda spec: dict(clip.state_dict()))
+    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
     x = video(batch=2, frames=4)
     messages = []
     for num_tadapter in (1, 2):

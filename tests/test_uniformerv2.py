@@ -181,9 +181,7 @@ def test_released_state_dicts_load_with_nothing_missing(tmp_path):
     keys = official_keys(classes=7, temporal_kernel=3, lmhra=2, **TINY_LAYOUT)
     state = release_state(keys)
     for container in ({"epoch": 50, "model_state": state, "optimizer_state": {}, "cfg": "..."}, state):
-        kind, read, _ = uv2.read_weights(save(container, tmp_path))
-        assert kind == "release"
-        report = model.load_release(read, "k.pyth", log=quiet)
+        report = model.load_pretrained(save(container, tmp_path), log=quiet)
         assert report["missing"] == [] and report["unexpected"] == [] and not report["dropped_head"]
         assert report["loaded"] == len(keys)
     own = model.state_dict()
@@ -191,9 +189,8 @@ def test_released_state_dicts_load_with_nothing_missing(tmp_path):
     # mmaction2's port: transformer.norm and cls_head.fc_cls
     renamed = {k.replace("backbone.transformer.proj.0.", "backbone.transformer.norm.")
                 .replace("backbone.transformer.proj.2.", "cls_head.fc_cls."): v for k, v in release_state(keys, 1).items()}
-    kind, read, _ = uv2.read_weights(save({"meta": {}, "state_dict": renamed}, tmp_path))
-    report = model.load_release(read, "mm.pth", log=quiet)
-    assert report["missing"] == [] and report["unexpected"] == []
+    report = model.load_pretrained(save({"meta": {}, "state_dict": renamed}, tmp_path), log=quiet)
+    assert report["missing"] == [] and report["unexpected"] == [] and not report["dropped_head"]
     assert torch.equal(model.backbone.transformer.proj[2].weight, renamed["cls_head.fc_cls.weight"])
 
 
@@ -229,10 +226,10 @@ def test_mismatches_are_refused_and_a_foreign_head_is_dropped(tmp_path):
     msg = one_line_exit(e)
     assert "unexpected (backbone.transformer.resblocks.0.lmhra1" in msg and "of another shape (backbone.conv1.weight" in msg
     with pytest.raises(SystemExit) as e:
-        uv2.read_weights(save({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}, tmp_path))
-    assert "neither a UniFormerV2 checkpoint" in one_line_exit(e)
+        model.load_pretrained(save({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}, tmp_path), log=quiet)
+    assert "neither UniFormerV2 weights (backbone.* keys) nor CLIP weights" in one_line_exit(e)
     with pytest.raises(SystemExit) as e:
-        uv2.read_weights("/nowhere/k400.pyth")
+        model.load_pretrained("/nowhere/k400.pyth", log=quiet)
     assert "not found" in one_line_exit(e)
 
 
@@ -245,7 +242,7 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp
     full = clip.state_dict()
     messages = []
     # by name (the download is replaced by the tiny weights) and as files: full CLIP, visual only
-    monkeypatch.setattr(uv2, "load_clip_state_dict", lambda spec: dict(full))
+    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(full))
     cfg = tiny(**SSV2_LIKE)
     for spec in ("ViT-B/16", save(full, tmp_path), save(clip.visual.state_dict(), tmp_path)):
         cfg["pretrained"] = spec

@@ -96,6 +96,11 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     for k, v in src.visual.state_dict().items():
         assert torch.equal(model.visual.state_dict()[k], v), k
     assert any("text-tower tensors" in m for m in logs)
+    # an image tower alone (no `visual.` prefix) loads the same
+    torch.save(src.visual.state_dict(), tmp_path / "visual.pt")
+    tower_only = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    assert tower_only.load_clip_weights(str(tmp_path / "visual.pt"), log=quiet)["missing"] == []
+    assert all(torch.equal(tower_only.visual.state_dict()[k], v) for k, v in src.visual.state_dict().items())
     # another input size: positional_embedding is resampled (4x4 -> 6x6 grid), the rest is unchanged
     cfg["input"]["size"] = 48
     model48 = vit.CLIPFrameAverage(cfg, len(CLASSES))
@@ -108,7 +113,9 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
 
 def test_wrong_architecture_and_missing_file_are_one_line_errors(tmp_path):
     torch.save(tiny_clip_weights(vision_width=128).state_dict(), tmp_path / "wide.pt")
-    for spec, words in ((str(tmp_path / "wide.pt"), "of another shape"), (str(tmp_path / "absent.pt"), "not found")):
+    torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    for spec, words in ((str(tmp_path / "wide.pt"), "of another shape"), (str(tmp_path / "absent.pt"), "not found"),
+                        (str(tmp_path / "other.pt"), "holds no CLIP weights")):
         cfg = tiny()
         cfg["pretrained"] = spec
         with pytest.raises(SystemExit) as e:
