@@ -14,8 +14,8 @@
   * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
     at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
     templates. forward returns the log of these averaged probabilities, so the softmax the harness
-    applies gives exactly them. The text features are cached per label space (models.clip.
-    TextFeatureCache: recomputed after set_class_names or any change of the text weights).
+    applies gives exactly them. The text features are cached per label space (models.clip.ClassTexts,
+    recomputed after set_class_names or any change of the text weights).
 
 The published training losses are not used: the original's KL loss between video-text similarities
 and the ground-truth pairing matrix, and the mmaction2 port's symmetric InfoNCE over the (video,
@@ -45,8 +45,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release,
-    resize_pos_embed, text_settings, tokenize,
+    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, Transformer, load_clip_state_dict, read_release, resize_pos_embed,
+    text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -111,40 +111,29 @@ class ActionCLIP(nn.Module):
         if self.template_sampling not in ("sample", "batch"):
             raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
         self.test_logit_scale = m.get("test_logit_scale", 100.0)
-        self.templates, self.descriptions = text_settings(cfg)
+        templates, descriptions = text_settings(cfg)
         if not (cfg.get("text") or {}).get("templates"):
-            self.templates = list(TEMPLATES)
-        self._text_cache = TextFeatureCache()
+            templates = list(TEMPLATES)
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)  # [K][P]
-        tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-        self._tokens = tokens.view(len(names), -1, tokens.shape[-1]).transpose(0, 1).contiguous()  # [P, K, 77]
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.clip.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+        self.texts.set_names(names)
 
     def encode_prompts(self, which: torch.Tensor) -> torch.Tensor:
         """L2-normalised text features of templates `which` [U] for every class -> [U, K, D] (fp32)."""
-        tokens = self._tokens[which.cpu()].to(self.clip.positional_embedding.device)
+        classes = len(self.texts.names)
+        tokens = self.texts.tokens.view(classes, -1, self.texts.tokens.shape[-1])  # [K, P, 77]
+        tokens = tokens[:, which.cpu()].transpose(0, 1).to(self.clip.positional_embedding.device)
         feats = self.clip.encode_text(tokens.flatten(0, 1)).float()
-        return F.normalize(feats, dim=-1).view(len(which), len(self.class_names), -1)
+        return F.normalize(feats, dim=-1).view(len(which), classes, -1)
 
     def template_features(self) -> torch.Tensor:
-        """Cached [P, K, D] features of every template (evaluation)."""
-        device = self.clip.positional_embedding.device
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, self.text_parameters(),
-                                        lambda: self.encode_prompts(torch.arange(self._tokens.shape[0])))
+        """[P, K, D] features of every template (evaluation), cached."""
+        return self.texts.cached(self.clip, lambda: self.encode_prompts(torch.arange(self.texts.counts[0])))
 
     # -- video --------------------------------------------------------------------------------
 
@@ -163,7 +152,7 @@ class ActionCLIP(nn.Module):
 
     def train_logits(self, v: torch.Tensor) -> torch.Tensor:
         """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
-        n = self._tokens.shape[0]
+        n = self.texts.counts[0]  # prompts per class: the templates, or 1 description
         if self.template_sampling == "sample":
             drawn = torch.randint(n, (v.shape[0],))
         else:

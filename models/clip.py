@@ -46,7 +46,9 @@ models/CLIP_LICENSE) and its SHA256 is checked on first use.
 
 Class texts: `class_prompts` (templates or one description per class), `text_features` (prompt-
 averaged, normalised or raw, from prompts or kept tokens), `text_settings(cfg)` (a recipe's `text:`
-section) and `TextFeatureCache` (text features kept per label space until the text weights change).
+section), `TextFeatureCache` (text features kept per label space until the text weights change) and
+`ClassTexts`, which a text model owns: its label space's names, prompts and tokens, and their
+features through a CLIP text tower, cached while no gradient can reach them.
 
 Released checkpoints that pickle more than tensors (X-CLIP's and ViFi-CLIP's yacs config) are read by
 `read_release`, which resolves only torch's weights_only globals and leaves every other object out.
@@ -76,7 +78,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _is_torchscript, _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint
+from models.weights import (_is_torchscript, _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
+                            resolve_path)
 
 MODEL_DIR = Path(__file__).resolve().parent
 
@@ -409,6 +412,11 @@ class CLIP(nn.Module):
         """token ids [N, L] (tokenize()) -> [N, embed_dim]; the end-of-text token has the largest id."""
         return self.encode_text_embeddings(self.token_embedding(text), text.argmax(dim=-1))
 
+    def text_parameters(self) -> list:
+        """The parameters encode_text depends on: the text tower (e.g. to key cached text features)."""
+        return [*self.transformer.parameters(), self.token_embedding.weight, self.positional_embedding,
+                *self.ln_final.parameters(), self.text_projection]
+
     def forward(self, image: torch.Tensor, text: torch.Tensor):
         image_features = F.normalize(self.encode_image(image), dim=-1)
         text_features = F.normalize(self.encode_text(text), dim=-1)
@@ -595,24 +603,31 @@ def text_features(encode_text: Callable, prompts: list, device=None, truncate: b
     if normalize:
         feats = F.normalize(feats, dim=-1)
     counts = [len(per_class) for per_class in prompts]
+    if max(counts) == 1:
+        return feats  # one prompt per class: nothing to average
     per_class = torch.stack([chunk.mean(0) for chunk in feats.split(counts)])
     return F.normalize(per_class, dim=-1) if normalize else per_class
 
 
 def text_settings(cfg: dict) -> tuple:
     """(templates, descriptions) of a recipe's `text` section: `templates` (default ["{}"]) and, when
-    `descriptions` names a CSV (see data.hierarchy.load_descriptions), {class name: description},
-    which then replaces the templates (one prompt per class); else None."""
+    `descriptions` names a CSV (see data.hierarchy.load_descriptions) for every task, or one per task
+    ({coarse: path, fine: path}, the recipe's `task`, default coarse), {class name: description},
+    which then replaces the templates (one prompt per class); else None. A relative path not found
+    from the working directory is taken from the repository root."""
     section = cfg.get("text") or {}
     templates = list(section.get("templates") or ["{}"])
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if bad:
         raise SystemExit(f"error: text.templates: every template needs exactly one {{}} for the class name, got {bad[0]!r}")
+    spec = section.get("descriptions")
+    if isinstance(spec, dict):
+        spec = spec.get(cfg.get("task", "coarse"))
     descriptions = None
-    if section.get("descriptions"):
+    if spec:
         from data.hierarchy import load_descriptions
 
-        descriptions = load_descriptions(section["descriptions"])
+        descriptions = load_descriptions(resolve_path(spec))
     return templates, descriptions
 
 
@@ -642,6 +657,50 @@ class TextFeatureCache:
             value = compute()
             self._key, self._value = full_key, value
         return self._value
+
+
+class ClassTexts:
+    """What a text model embeds for its label space, and the embeddings, cached.
+
+    names; prompts (class_prompts of the names with `templates` or `descriptions`, as text_settings
+    returns them); counts (prompts per class); tokens (tokenize() of every prompt, once per label
+    space: tokenising is Python work, too slow to repeat at every step), all set by set_names(names).
+
+    features(clip, normalize) -> text_features of the prompts through clip's text tower [K, D] fp32.
+    cached(clip, compute) -> compute() for features computed another way. Either recomputes with the
+    autograd graph while a gradient can reach the text tower (gradients enabled and one of
+    clip.text_parameters() requires grad); otherwise the value is computed once under no_grad and
+    kept in a TextFeatureCache (`cache`, default self.cache: one per text tower) until the names,
+    the autocast state or a text weight change."""
+
+    def __init__(self, templates: Sequence[str] = ("{}",), descriptions: dict = None):
+        self.templates, self.descriptions = list(templates), descriptions
+        self.names, self.prompts, self.counts, self.tokens = [], [], [], None
+        self.cache = TextFeatureCache()
+
+    def set_names(self, names) -> None:
+        names = list(names)
+        if not names:
+            raise ValueError("set_class_names needs at least one class name")
+        self.names = names
+        self.prompts = class_prompts(names, self.templates, self.descriptions)
+        self.counts = [len(p) for p in self.prompts]
+        self.tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
+
+    def features(self, clip: "CLIP", normalize: bool = True, cache: TextFeatureCache = None) -> torch.Tensor:
+        def compute():
+            self.tokens = self.tokens.to(clip.positional_embedding.device)  # copied once per label space
+            return text_features(clip.encode_text, self.prompts, normalize=normalize, tokens=self.tokens)
+
+        return self.cached(clip, compute, cache)
+
+    def cached(self, clip: "CLIP", compute: Callable, cache: TextFeatureCache = None):
+        params = clip.text_parameters()
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return compute()
+        key = (tuple(self.names), torch.is_autocast_enabled(clip.positional_embedding.device.type))
+        with torch.no_grad():
+            return (self.cache if cache is None else cache).get(key, params, compute)
 
 
 # ---------------------------------------------------------------------------------------------

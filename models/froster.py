@@ -62,17 +62,15 @@ and the exact distance are not in the release and are our reading of the paper; 
 only serve the loss, so released weights evaluate identically whatever they are.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ResidualAttentionBlock, class_prompts, load_clip_state_dict,
-                         resize_pos_embed, tokenize)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, ResidualAttentionBlock, TextFeatureCache,
+                         load_clip_state_dict, resize_pos_embed, text_settings)
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint, resolve_path
 
-REPO = Path(__file__).resolve().parents[1]
 TEACHER = "raw_model."
 
 
@@ -122,35 +120,6 @@ class ResidualProjector(nn.Sequential):
         return x + super().forward(x)
 
 
-# ---------------------------------------------------------------------------------------------
-# class texts
-
-
-def resolve_path(path) -> Path:
-    """A path as given, else relative to the repository root."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
-
-
-def task_descriptions(cfg_text: dict, task: str):
-    """{name: text} for the task from `text.descriptions` (a CSV path for every task, or
-    {coarse: path, fine: path}), or None when the task has no file."""
-    from data.hierarchy import load_descriptions
-
-    spec = (cfg_text or {}).get("descriptions")
-    if isinstance(spec, dict):
-        spec = spec.get(task)
-    return load_descriptions(resolve_path(spec)) if spec else None
-
-
-def pooled_text(encode_text, tokens: torch.Tensor, counts: list) -> torch.Tensor:
-    """Unit-length features of every prompt, averaged per class and normalised again -> [K, D] fp32."""
-    feats = F.normalize(encode_text(tokens).float(), dim=-1)
-    if max(counts) == 1:
-        return feats
-    return F.normalize(torch.stack([c.mean(0) for c in feats.split(counts)]), dim=-1)
-
-
 def clip_dims(cfg: dict) -> dict:
     m, inp = cfg["model"], cfg["input"]
     width = m.get("width", 768)
@@ -194,10 +163,8 @@ class FROSTER(nn.Module):
         self.register_load_state_dict_post_hook(_teacher_never_missing)
         self._ddp_params_and_buffers_to_ignore = [TEACHER + n for n, _ in self.raw_model.named_parameters()] + \
             [TEACHER + n for n, _ in self.raw_model.named_buffers()]
-        self.cfg_text = dict(cfg.get("text") or {})
-        self.task = cfg.get("task", "coarse")
-        self.register_buffer("class_tokens", torch.zeros(0, dims["context_length"], dtype=torch.long), persistent=False)
-        self.counts, self._cache, self._label_space = [], {}, 0
+        self.texts = ClassTexts(*text_settings(cfg))
+        self.teacher_text_cache = TextFeatureCache()  # the teacher's features of self.texts
         self.set_class_names(class_names)
 
     def train(self, mode: bool = True):
@@ -209,31 +176,14 @@ class FROSTER(nn.Module):
 
     def set_class_names(self, names) -> None:
         """Switch the label space (fine base-to-novel: the other set's classes)."""
-        self.class_names = list(names)
-        prompts = class_prompts(self.class_names, self.cfg_text.get("templates") or ["{}"],
-                                task_descriptions(self.cfg_text, self.task))
-        self.counts = [len(p) for p in prompts]
-        tokens = tokenize([t for p in prompts for t in p], truncate=True)
-        self.class_tokens = tokens.to(self.model.token_embedding.weight.device)
-        self._cache = {}
-        self._label_space += 1
-
-    def _text(self, clip: CLIP, tag: str) -> torch.Tensor:
-        params = [p for n, p in clip.named_parameters() if not n.startswith("visual.")]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return pooled_text(clip.encode_text, self.class_tokens, self.counts)
-        key = (self._label_space, self.class_tokens.device, tuple(p._version for p in params))
-        if self._cache.get(tag, (None,))[0] != key:
-            with torch.no_grad():
-                self._cache[tag] = (key, pooled_text(clip.encode_text, self.class_tokens, self.counts))
-        return self._cache[tag][1]
+        self.texts.set_names(names)
 
     def class_features(self) -> torch.Tensor:
         """The student's unit-length class-text features [K, D]."""
-        return self._text(self.model, "student")
+        return self.texts.features(self.model)
 
     def teacher_class_features(self) -> torch.Tensor:
-        return self._text(self.raw_model, "teacher")
+        return self.texts.features(self.raw_model, cache=self.teacher_text_cache)
 
     # -- image side ---------------------------------------------------------------------------
 

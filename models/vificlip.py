@@ -8,7 +8,7 @@ video, both towers, with nothing added.
 
 Both towers and logit_scale are trained (the release's `USE: both`); the prompts run through the
 text tower at every training step, so the text features carry gradients. In evaluation they are
-computed once per label space and cached (models.clip.TextFeatureCache: recomputed after
+computed once per label space and cached (models.clip.ClassTexts: recomputed after
 set_class_names and whenever the text weights change, e.g. when training resumes). token_embedding
 is never trained: ViFi-CLIP embeds its prompts once with OpenAI's table and keeps no embedding
 layer, so it is frozen here.
@@ -41,8 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, class_prompts, load_clip_state_dict, read_release,
-    resize_pos_embed, text_features, text_settings, tokenize,
+    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, load_clip_state_dict, read_release, resize_pos_embed, text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -89,38 +88,19 @@ class ViFiCLIP(CLIP):
         self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
         self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.templates, self.descriptions = text_settings(cfg)
-        self._text_cache = TextFeatureCache()
+        self.texts = ClassTexts(*text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)
-        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+        self.texts.set_names(names)
 
     def class_text_features(self) -> torch.Tensor:
         """L2-normalised text features of the current classes [K, D] (fp32): with a graph while
         training, from the cache otherwise."""
-        params = self.text_parameters()
-        device = self.positional_embedding.device
-
-        def compute():
-            return text_features(self.encode_text, self.prompts, device=device, tokens=self._tokens)
-
-        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return compute()
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, params, compute)
+        return self.texts.features(self)
 
     # -- video --------------------------------------------------------------------------------
 

@@ -20,10 +20,17 @@ import torch
 import torch.nn as nn
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def resolve_path(path) -> Path:
+    """A path as given, else relative to the repository root (a recipe's files from any directory)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
 
 
 def cache_dir(kind: str = "clip") -> Path:

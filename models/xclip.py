@@ -20,7 +20,7 @@ Text: class names with the template "{}" (recipe `text:`; or one description per
 unnormalised text features averaged over a class's prompts. With model.fix_text (X-CLIP's FIX_TEXT,
 the default) every parameter outside visual.*, mit.* and prompts* is frozen (the whole text tower
 and logit_scale) and the text features are computed once per label space and cached; the cache
-follows set_class_names and any change of the text weights (models.clip.TextFeatureCache).
+follows set_class_names and any change of the text weights (models.clip.ClassTexts).
 
 Parameter names are the release's exactly (`ckpt['model']`, no prefix; ../shared/reference/
 checkpoint_keys/xclip_b16_{8,16,32}f.json), so the model's own state dict is the released layout.
@@ -48,9 +48,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-    TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release, resize_pos_embed,
-    text_features, text_settings, tokenize,
+    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
+    Transformer, load_clip_state_dict, read_release, resize_pos_embed, text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -233,37 +232,19 @@ class XCLIP(CLIP):
             for name, p in self.named_parameters():
                 if not any(key in name for key in ("visual.", "mit.", "prompts")):
                     p.requires_grad_(False)
-        self.templates, self.descriptions = text_settings(cfg)
-        self._text_cache = TextFeatureCache()
+        self.texts = ClassTexts(*text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)
-        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "mit.", "prompts", "logit_scale"))]
+        self.texts.set_names(names)
 
     def class_text_features(self) -> torch.Tensor:
-        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts."""
-        params = self.text_parameters()
-        device = self.positional_embedding.device
-
-        def compute():
-            return text_features(self.encode_text, self.prompts, device=device, normalize=False, tokens=self._tokens)
-
-        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return compute()  # text tower trained (fix_text false): a fresh graph every step
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, params, compute)
+        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts;
+        cached unless the text tower trains (fix_text false)."""
+        return self.texts.features(self, normalize=False)
 
     # -- video --------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def test_port_and_clip_files_load_and_mismatches_are_refused(tmp_path):
 
 def test_test_scores_average_the_templates_probabilities():
     model = tiny("actionclip", CLASSES).eval()
-    assert model.templates == list(ma.TEMPLATES) and len(model.templates) == 16
+    assert model.texts.templates == list(ma.TEMPLATES) and len(model.texts.templates) == 16
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255  # CLIP statistics
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
@@ -112,7 +112,7 @@ def test_test_scores_average_the_templates_probabilities():
             probs += (100.0 * v @ text.t()).softmax(-1) / len(ma.TEMPLATES)
         scores = model(video)
         torch.testing.assert_close(scores.softmax(-1), probs, atol=1e-6, rtol=1e-5)
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), scores)  # cached == uncached
 
 

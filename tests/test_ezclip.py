@@ -278,7 +278,7 @@ def test_descriptions_replace_the_class_names(tmp_path):
     cfg = tiny()
     cfg["text"]["descriptions"] = {"coarse": str(path), "fine": None}
     model = ezclip.EZCLIP(cfg, NAMES)
-    assert torch.equal(model.class_tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
+    assert torch.equal(model.texts.tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
     cfg["task"] = "fine"  # no file for the fine task: the templates
     cfg["text"]["templates"] = ["a video of {}.", "{}"]
     model = ezclip.EZCLIP(cfg, NAMES)
@@ -342,7 +342,7 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
     cfg = torch.load(tmp_path / "fine" / "ckpt.pt", weights_only=True)["config"]
     model = build_model({**cfg, "pretrained": "none"}, hierarchy.fine_names(1))
     model.set_class_names(hierarchy.fine_names(2))
-    assert model.texts.names == hierarchy.fine_names(2) and len(model.class_tokens) == len(hierarchy.fine_names(2))
+    assert model.texts.names == hierarchy.fine_names(2) and len(model.texts.tokens) == len(hierarchy.fine_names(2))
 
 
 def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypatch):

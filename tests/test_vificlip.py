@@ -132,7 +132,7 @@ def test_both_towers_train_and_the_eval_cache_never_outlives_a_step():
         before = model(video)
         torch.testing.assert_close(model(video), before)
         assert calls == [3, 3, 3]  # evaluation: once per label space
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), before)  # cached == uncached
     opt.step()  # training resumed: the cache must not be reused
     with torch.no_grad():

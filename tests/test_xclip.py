@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from text_helpers import full_size_on_meta, meta_state, one_line_error, release_json, save_with_yacs_config, tiny, tiny_cfg, tiny_clip
 
 from models import build_model
+from models import clip as mc
 from models import xclip as mx
 
 CLASSES = ["punching bag", "punching person", "falling down"]
@@ -187,7 +188,7 @@ def test_forward_is_cosine_of_video_and_prompted_text():
     with torch.no_grad():
         logits = model(video)
         feats, tokens = model.encode_video(video)
-        raw = model.encode_text(mx.tokenize(CLASSES))  # template "{}", unnormalised into the generator
+        raw = model.encode_text(mc.tokenize(CLASSES))  # template "{}", unnormalised into the generator
         text = raw.unsqueeze(0).expand(2, -1, -1)
         text = text + model.prompts_generator(text, tokens)
         expected = model.logit_scale.exp() * torch.einsum("bd,bkd->bk", F.normalize(feats, dim=-1), F.normalize(text, dim=-1))
@@ -225,7 +226,7 @@ def test_text_cache_gives_the_uncached_logits_and_follows_names_and_weights():
         first = model(video)
         second = model(video)
         assert calls == [3]  # frozen text tower: computed once, even in training
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), first)
         model.set_class_names(["a", "b"])
         assert model(video).shape == (2, 2)
@@ -254,4 +255,4 @@ def test_without_fix_text_the_text_tower_trains_and_is_not_cached_in_training():
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     model(video).logsumexp(1).sum().backward()
     assert model.ln_final.weight.grad is not None and model.ln_final.weight.grad.abs().sum() > 0
-    assert model.logit_scale.grad is not None and model._text_cache._value is None
+    assert model.logit_scale.grad is not None and model.texts.cache._value is None
