@@ -45,10 +45,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, Transformer, load_clip_state_dict, read_release, resize_pos_embed,
+    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, Transformer, load_clip_state_dict, resize_pos_embed,
     text_settings,
 )
-from models.weights import _names, extract_state_dict, load_checked
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
 TEMPLATES = (
@@ -190,7 +190,7 @@ class ActionCLIP(nn.Module):
         if not path.is_file():
             raise SystemExit(f"error: ActionCLIP weights '{spec}' not found: pretrained takes a CLIP name "
                              f"({', '.join(CLIP_MODELS)}), the path of CLIP or ActionCLIP weights, or none")
-        return self.load_state_from(read_release(path, "ActionCLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(read_checkpoint(path, "ActionCLIP weights", log=log), str(path), log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""

@@ -50,9 +50,6 @@ section), `TextFeatureCache` (text features kept per label space until the text 
 `ClassTexts`, which a text model owns: its label space's names, prompts and tokens, and their
 features through a CLIP text tower, cached while no gradient can reach them.
 
-Released checkpoints that pickle more than tensors (X-CLIP's and ViFi-CLIP's yacs config) are read by
-`read_release`, which resolves only torch's weights_only globals and leaves every other object out.
-
 Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
 default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
 archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Models built on the image
@@ -65,9 +62,7 @@ import gzip
 import hashlib
 import html
 import math
-import pickle
 import sys
-import types
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -78,7 +73,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import (_is_torchscript, _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
+from models.weights import (_names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
                             resolve_path)
 
 MODEL_DIR = Path(__file__).resolve().parent
@@ -734,7 +729,7 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
             raise SystemExit(f"error: CLIP weights '{spec}' not found: pretrained takes a released model name "
                              f"({', '.join(CLIP_MODELS)}), the path of a weights file, or none")
         source = str(path)
-    state = extract_state_dict(read_checkpoint(path, "CLIP weights"), source)
+    state = extract_state_dict(read_checkpoint(path, "CLIP weights", log=log), source)
     for k in JIT_EXTRAS:
         state.pop(k, None)
     _require_vit(state, source)
@@ -773,7 +768,7 @@ def load_clip_visual_state(spec, model: str, release_prefix: str = None,
             raise SystemExit(f"error: {model} weights '{spec}' not found: pretrained takes a CLIP model name "
                              f"({', '.join(CLIP_MODELS)}), the path of {files}, or none")
         source = str(path)
-        state = extract_state_dict(read_checkpoint(path, f"{model} weights"), source, containers=containers)
+        state = extract_state_dict(read_checkpoint(path, f"{model} weights", log=log), source, containers=containers)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         if release_prefix and any(k.startswith(release_prefix) for k in state):
             return "release", state, source
@@ -802,77 +797,6 @@ def fit_pos_embed(state: dict, key: str, grid: int, source: str, name: str, log=
     except ValueError:
         return
     log(f"{name}: resampled {key} of {source} from {pe.shape[-2]} to {state[key].shape[-2]} positions")
-
-
-class _Opaque(dict):
-    """Stands in for an object of a checkpoint that is neither a tensor nor a plain container (a
-    pickled yacs config, a numpy scalar, ...): an empty dict that accepts and ignores any arguments
-    and state, so unpickling it runs no code of the original class."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def __setstate__(self, state):
-        pass
-
-    def append(self, item):
-        pass
-
-    def extend(self, items):
-        pass
-
-
-class _InertUnpickler(pickle.Unpickler):
-    """Resolves only the globals torch's weights_only loader allows (tensor rebuilders, dtypes,
-    OrderedDict, ...); every other global becomes an _Opaque subclass of the same name."""
-
-    def find_class(self, module: str, name: str):
-        from torch import _weights_only_unpickler
-
-        allowed = _weights_only_unpickler._get_allowed_globals()
-        full = f"{module}.{name}"
-        if full in allowed:
-            return allowed[full]
-        return type(name, (_Opaque,), {"__module__": module, "__qualname__": name})
-
-
-_inert_pickle = types.ModuleType("inert_pickle")
-_inert_pickle.Unpickler = _InertUnpickler
-_inert_pickle.load = lambda f, **kwargs: _InertUnpickler(f, **kwargs).load()
-
-
-def read_release(path, what: str = "checkpoint", log=_log):
-    """Read a released checkpoint on the CPU, including training checkpoints that pickle more than
-    tensors (X-CLIP and ViFi-CLIP save their yacs config, optimizer and scheduler beside the weights,
-    which torch.load(weights_only=True) refuses). A TorchScript archive or a file weights_only can
-    read goes through models.weights.read_checkpoint; otherwise the file is unpickled with only
-    torch's weights_only globals resolved and every other object replaced by an inert stand-in (no
-    code of the original classes runs), and the replaced names are logged. Errors are one line."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: {what} '{path}' not found")
-    if _is_torchscript(path):
-        return read_checkpoint(path, what)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # objects beyond tensors and containers: read below with inert stand-ins
-    except Exception:  # noqa: BLE001 - read_checkpoint gives the one-line explanation
-        return read_checkpoint(path, what)
-    try:
-        others = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - only used for the log line
-        others = []
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
-    except Exception as e:  # noqa: BLE001 - every reader failure gets the same one-line explanation
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise SystemExit(f"error: cannot read {what} {path} ({type(e).__name__}: {first}); expected a PyTorch "
-                         f"checkpoint") from None
-    if others:
-        log(f"{path.name}: read without running its {len(others)} non-tensor classes ({_names(others)}); "
-            f"their objects are left out")
-    return obj
 
 
 def load_clip(spec="ViT-B/16", config: dict = None, log=_log, **kwargs) -> CLIP:

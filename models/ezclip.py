@@ -248,7 +248,7 @@ class EZCLIP(CLIP):
         else:
             path = resolve_path(spec)
             source = str(path)
-            state = extract_state_dict(read_checkpoint(path, "EZ-CLIP/CLIP weights"), source, RELEASE_CONTAINERS)
+            state = extract_state_dict(read_checkpoint(path, "EZ-CLIP/CLIP weights", log=log), source, RELEASE_CONTAINERS)
             for k in JIT_EXTRAS:
                 state.pop(k, None)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

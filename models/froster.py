@@ -267,7 +267,7 @@ class FROSTER(nn.Module):
         if spec in CLIP_MODELS:
             return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
         path = resolve_path(spec)
-        state = extract_state_dict(read_checkpoint(path, "FROSTER/CLIP weights"), str(path),
+        state = extract_state_dict(read_checkpoint(path, "FROSTER/CLIP weights", log=log), str(path),
                                    ("model_state", "state_dict", "model", "model_state_dict"))
         for k in JIT_EXTRAS:
             state.pop(k, None)

@@ -258,7 +258,7 @@ def read_timesformer_weights(spec, log=_log):
             raise SystemExit(f"error: TimeSformer weights '{spec}' not found: pretrained takes 'imagenet', the path of a "
                              f"TimeSformer .pyth or ViT state dict, or none")
     source = str(path)
-    state = extract_state_dict(read_checkpoint(path, "TimeSformer weights"), source,
+    state = extract_state_dict(read_checkpoint(path, "TimeSformer weights", log=log), source,
                                containers=("model_state", "state_dict", "model"))
     if not any(k.startswith("model.") for k in state):
         state = {"model." + k: v for k, v in state.items()}

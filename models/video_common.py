@@ -156,5 +156,5 @@ def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log)
     if path.suffix == ".pkl":
         raise SystemExit(f"error: {path}: Caffe2 .pkl files of the PySlowFast model zoo are not supported; load it with "
                          "PySlowFast (CHECKPOINT_TYPE caffe2) and save model.state_dict(), then pass that file")
-    state = extract_state_dict(read_checkpoint(path, "pretrained checkpoint"), str(path))
+    state = extract_state_dict(read_checkpoint(path, "pretrained checkpoint", log=log), str(path))
     return load_state(model, state, f"checkpoint {spec}", model_name, log)

@@ -41,9 +41,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, load_clip_state_dict, read_release, resize_pos_embed, text_settings,
+    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, load_clip_state_dict, resize_pos_embed, text_settings,
 )
-from models.weights import _names, extract_state_dict, load_checked
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
 # its loaders, rebuilt from the class names (implementations.md §3.3).
@@ -133,7 +133,7 @@ class ViFiCLIP(CLIP):
         if not path.is_file():
             raise SystemExit(f"error: ViFi-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
                              f"({', '.join(CLIP_MODELS)}), the path of CLIP or ViFi-CLIP weights, or none")
-        return self.load_state_from(read_release(path, "ViFi-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(read_checkpoint(path, "ViFi-CLIP weights", log=log), str(path), log=log)
 
     def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
         """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing

@@ -32,7 +32,7 @@ Pretrained (recipe key `pretrained`):
     along time to this model's T (e.g. the 32-frame zero.pth into an 8-frame model);
   * none.
 The release files also pickle X-CLIP's yacs config: they are read without running it
-(models.clip.read_release).
+(models.weights.read_checkpoint).
 
 Deviations from the published code (none changes a released tensor's meaning): batch-first SDPA
 attention (the core's; the key bias is not applied, which cannot change an output); stochastic
@@ -49,9 +49,9 @@ import torch.nn.functional as F
 
 from models.clip import (
     CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-    Transformer, load_clip_state_dict, read_release, resize_pos_embed, text_settings,
+    Transformer, load_clip_state_dict, resize_pos_embed, text_settings,
 )
-from models.weights import _names, extract_state_dict, load_checked
+from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
 
 # Parameters X-CLIP adds to CLIP; they keep their initialisation when CLIP weights are loaded.
 NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_generator.*", "prompts_visual_ln.*",
@@ -289,7 +289,7 @@ class XCLIP(CLIP):
         if not path.is_file():
             raise SystemExit(f"error: X-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
                              f"({', '.join(CLIP_MODELS)}), the path of CLIP or X-CLIP weights, or none")
-        return self.load_state_from(read_release(path, "X-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(read_checkpoint(path, "X-CLIP weights", log=log), str(path), log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP

@@ -437,6 +437,17 @@ def test_missing_file_is_a_one_line_error(tmp_path):
     assert mc.load_clip_state_dict("none") is None and mc.load_clip_state_dict(None) is None
 
 
+def test_read_checkpoint_leaves_pickled_objects_out_without_running_them(tmp_path):
+    from text_helpers import save_with_yacs_config
+
+    path = save_with_yacs_config({"model": {"w": torch.arange(3.0)}}, tmp_path / "release.pth")
+    logs = []
+    obj = weights.read_checkpoint(path, "release", log=logs.append)  # CfgNode.__setstate__ would raise
+    assert torch.equal(obj["model"]["w"], torch.arange(3.0)) and obj["epoch"] == 29
+    assert isinstance(obj["config"], weights._Opaque) and obj["optimizer"]["param_groups"][0]["lr"] == 8e-6
+    assert len(logs) == 1 and "yacs.config.CfgNode" in logs[0] and "left out" in logs[0]
+
+
 def test_wrong_architecture_is_refused(tmp_path):
     torch.manual_seed(0)
     other = mc.CLIP(**{**SMALL, "vision_width": 64, "embed_dim": 16})

@@ -59,7 +59,7 @@ def test_a_release_file_with_a_pickled_config_loads_without_running_it(tmp_path)
     src = tiny("xclip", CLASSES, frames=4, seed=5)
     path = save_with_yacs_config({"model": src.state_dict()}, tmp_path / "k400_16_8.pth")
     with pytest.raises(Exception):
-        torch.load(path, weights_only=True)  # the reason read_release exists
+        torch.load(path, weights_only=True)  # why read_checkpoint falls back to inert stand-ins
     model = tiny("xclip", CLASSES, frames=4, seed=6)
     logs = []
     model.load_pretrained(str(path), log=logs.append)
