@@ -42,7 +42,7 @@ Differences from the official code, none of which changes a name or a shape:
     result, see models.clip.without_key_bias);
   * stochastic depth as the released code draws it: timm's DropPath on its sequence-first tensors
     [1 + P, B*T, D] keeps or drops a branch per token position, shared by the whole batch;
-    TokenDropPath does that on batch-first tensors;
+    DropPath(dim=1) does that on batch-first tensors;
   * temporal_embedding is resampled (linear) when the input has another frame count than built for,
     and positional_embedding (bicubic) for another input size.
 
@@ -71,18 +71,6 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-class TokenDropPath(DropPath):
-    """Stochastic depth per token position (dim 1 of batch-first [N, L, ...]), shared by dim 0: what
-    timm's DropPath does to the sequence-first tensors of the released code."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.ndim - 2)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-
 class Adapter(nn.Module):
     """Bottleneck D -> D * ratio -> D with exact GELU; + input when skip_connect."""
 
@@ -107,7 +95,7 @@ class AIMBlock(ResidualAttentionBlock):
         super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
         if num_tadapter not in (1, 2):
             raise ValueError(f"num_tadapter must be 1 or 2, got {num_tadapter}")
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.MLP_Adapter = Adapter(d_model, ratio, skip_connect=False)
         self.S_Adapter = Adapter(d_model, ratio)
         self.scale = scale

@@ -121,21 +121,26 @@ class QuickGELU(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: zero a residual branch for a random subset of the first-dim samples."""
+    """Stochastic depth: zero a residual branch for a random subset of the indices of dimension
+    `dim`, the same subset along every other dimension. dim 0: per sample (the usual); dim 1 of
+    batch-first tokens [N, L, ...]: per token position, shared by the batch, which is what timm's
+    DropPath does to the sequence-first tensors of AIM's and UniFormerV2's released code."""
 
-    def __init__(self, p: float = 0.0):
+    def __init__(self, p: float = 0.0, dim: int = 0):
         super().__init__()
-        self.p = float(p)
+        self.p, self.dim = float(p), dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        shape = [1] * x.ndim
+        shape[self.dim] = x.shape[self.dim]
+        mask = x.new_empty(shape).bernoulli_(keep)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + (f", dim={self.dim}" if self.dim else "")
 
 
 def without_key_bias(qkv_bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

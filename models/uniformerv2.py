@@ -40,7 +40,7 @@ Differences from the official code, none of which changes a name or a shape:
     conv as a 3-tap sum. Same function, no [N, C, T, H, W] permutes;
   * stochastic depth as the released code draws it: timm's DropPath on sequence-first tensors
     [L, N*T, D] keeps or drops a residual branch per token position, shared by the whole batch (for
-    the global blocks, whose query is [1, N, D], the whole batch at once); TokenDropPath below does
+    the global blocks, whose query is [1, N, D], the whole batch at once); DropPath(dim=1) does
     the same on batch-first tensors. The local MHRA branch drops per clip, as there;
   * the frame count and grid come from the input (the original fixes T at build time), and the
     positional embedding is resampled (bicubic) for another input size;
@@ -85,18 +85,6 @@ NEW_MODULES = ("transformer.resblocks.*.lmhra*", "transformer.temporal_cls_token
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-class TokenDropPath(DropPath):
-    """Stochastic depth per token position (dim 1 of batch-first [N, L, ...]), shared by dim 0: what
-    timm's DropPath does to the sequence-first tensors of the released code."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.ndim - 2)).bernoulli_(keep)
-        return x * mask.div_(keep)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +136,7 @@ class LocalUniBlock(ResidualAttentionBlock):
     def __init__(self, d_model: int, n_head: int, attn_mask=None, causal: bool = False, drop_path: float = 0.0,
                  layer: int = 0, *, lmhra: int = 0, dw_reduction: float = 1.5):
         super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.drop_path_clip = DropPath(drop_path)  # the local MHRA branch: one draw per clip
         if lmhra >= 1:
             self.lmhra1 = LocalMHRA(d_model, dw_reduction)
@@ -180,7 +168,7 @@ class GlobalUniBlock(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, mlp_factor: float = 4.0, dropout: float = 0.0, drop_path: float = 0.0):
         super().__init__()
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.attn = MultiheadAttention(d_model, n_head)
         self.ln_1 = LayerNorm(d_model)
         hidden = round(mlp_factor * d_model)

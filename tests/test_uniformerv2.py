@@ -427,7 +427,10 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistic
 
 
 def test_stochastic_depth_is_drawn_per_token_position_as_the_original():
-    drop = uv2.TokenDropPath(0.5).train()
+    drop = mc.DropPath(0.5, dim=1).train()
+    blocks = tiny_model().backbone.transformer
+    assert all(blk.drop_path.dim == 1 for blk in (*blocks.resblocks, *blocks.dec))  # the local MHRA's: per clip
+    assert all(blk.drop_path_clip.dim == 0 for blk in blocks.resblocks)
     y = drop(torch.ones(6, 50, 4))
     kept = y[0, :, 0] > 0
     assert torch.equal(y, kept.view(1, 50, 1).float().expand(6, 50, 4) * 2)  # same mask for every row
