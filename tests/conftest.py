@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny real videos written with PyAV, and the optional ../shared reference folder."""
+"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared reference
+folder, tiny recipes and CLIP weights, and the checks of the harness's one-line errors."""
+import json
 import os
 import zlib
 import sys
@@ -7,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -74,3 +77,71 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip("../shared (official reference files) is not present")
     return SHARED
+
+
+def quiet(msg):
+    pass
+
+
+def one_line_error(excinfo, *words) -> str:
+    """The message of a SystemExit as the harness writes them: 'error: ...', one line, with `words` in it."""
+    msg = str(excinfo.value)
+    assert msg.startswith("error: ") and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def checkpoint_keys(name: str) -> dict:
+    """../shared/reference/checkpoint_keys/<name>.json, a release's key layout; skips when absent."""
+    path = SHARED / "reference" / "checkpoint_keys" / f"{name}.json"
+    if not path.is_file():
+        pytest.skip("../shared/reference/checkpoint_keys is not present")
+    return json.loads(path.read_text())
+
+
+def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
+    """A model's CPU-sized recipe, with `model_overrides` in its model section."""
+    from models import load_recipe
+
+    cfg = load_recipe(model, dataset, tiny=True)
+    cfg["model"].update(model_overrides)
+    return cfg
+
+
+def random_clips(batch=2, frames=4, size=32, seed=0) -> torch.Tensor:
+    """A uint8 clip batch [batch, frames, 3, size, size] of random pixels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8, generator=g)
+
+
+def perturb(module, scale=0.05, seed=1):
+    """Add scale * N(0, 1) noise to every parameter (off zero-initialised branches and identities)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def save_checkpoint(obj, folder) -> str:
+    """torch.save(obj) to a new weights<N>.pth in folder -> its path."""
+    path = Path(folder) / f"weights{len(list(Path(folder).glob('*.pth')))}.pth"
+    torch.save(obj, path)
+    return str(path)
+
+
+def tiny_vision_clip(seed=0, **overrides):
+    """A CLIP whose image tower has the tiny vit / AIM / UniFormerV2 recipes' architecture (width 64,
+    2 layers, patch 8, 32 px); its LayerNorms are off 1/0, so that a missed one would show."""
+    from models import clip as mc
+
+    torch.manual_seed(seed)
+    args = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
+                vision_heads=2)
+    clip = mc.CLIP(**{**args, **overrides})
+    with torch.no_grad():
+        for name, p in clip.visual.named_parameters():
+            if ".ln_" in name or name.startswith("ln_"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return clip

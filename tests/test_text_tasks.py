@@ -8,8 +8,7 @@ import torch
 
 import evaluate
 import train
-from conftest import SHARED
-from text_helpers import one_line_error
+from conftest import SHARED, one_line_error
 
 from data.hierarchy import load_hierarchy
 from data.loader import VideoDataset, load_videos
