@@ -38,17 +38,13 @@ port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chai
 resized crop. Recipe: actionclip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, Transformer, load_clip_state_dict, resize_pos_embed,
-    text_settings,
-)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import CLIP, JIT_EXTRAS, ClassTexts, Transformer, read_pretrained, resize_pos_embed, text_settings
+from models.weights import _names, extract_state_dict, load_checked
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
 TEMPLATES = (
@@ -181,16 +177,10 @@ class ActionCLIP(nn.Module):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "ActionCLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: ActionCLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ActionCLIP weights, or none")
-        return self.load_state_from(read_checkpoint(path, "ActionCLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""

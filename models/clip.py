@@ -52,9 +52,11 @@ features through a CLIP text tower, cached while no gradient can reach them.
 
 Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
 default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
-archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Models built on the image
-tower alone (vit.py, aim.py, uniformerv2.py) read their `pretrained` with `load_clip_visual_state`
-(CLIP weights, an image tower alone, or the model's own release told by a key prefix);
+archive as released, a plain state dict or {'state_dict': ...}), or 'none'. A model that starts from
+CLIP reads its `pretrained` (a CLIP name, or a file of CLIP weights or of its own) with
+`read_pretrained` (the checkpoint as read) or `read_pretrained_state` (a flat fp32 state dict);
+models built on the image tower alone (vit.py, aim.py, uniformerv2.py) with `load_clip_visual_state`
+(CLIP weights, an image tower alone, or the model's own release told by a key prefix).
 `fit_pos_embed` resamples a loaded positional_embedding to the model's input size. Errors are one
 line (SystemExit "error: ..."), the harness's convention.
 """
@@ -73,7 +75,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import (_names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint,
+from models.weights import (_names, cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint,
                             resolve_path)
 
 MODEL_DIR = Path(__file__).resolve().parent
@@ -707,10 +709,6 @@ class ClassTexts:
 # CLIP weights
 
 
-def _is_none(spec) -> bool:
-    return spec is None or spec is False or (isinstance(spec, str) and spec.strip().lower() in ("", "none"))
-
-
 def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
     """OpenAI CLIP weights as an fp32 state dict in OpenAI's layout (no prefix), or None for 'none'.
 
@@ -718,7 +716,7 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
     a file path (the released TorchScript archive, a plain state dict, or {'state_dict': ...} /
     {'model': ...}), or 'none'. The archive's 0-dim extras (input_resolution, context_length,
     vocab_size) are dropped."""
-    if _is_none(spec):
+    if no_weights(spec):
         return None
     spec = str(spec)
     if spec in CLIP_MODELS:
@@ -748,43 +746,59 @@ def _require_vit(state: dict, source: str) -> None:
                          f"(first keys: {_names(state)})")
 
 
+def read_pretrained(spec, model: str, log=_log) -> tuple:
+    """A recipe's `pretrained` for a model that starts from OpenAI CLIP -> (checkpoint, source): the
+    state dict of a released CLIP name (load_clip_state_dict), or what a file holds
+    (models.weights.read_checkpoint; a relative path not found here is taken from the repository
+    root); (None, None) for 'none'. `model` names the model's own weights in messages."""
+    if no_weights(spec):
+        return None, None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+    path = resolve_path(spec)
+    if not path.is_file():
+        raise SystemExit(f"error: {model} weights '{spec}' not found: give a CLIP name ({', '.join(CLIP_MODELS)}), "
+                         f"the path of CLIP or {model} weights, or none")
+    return read_checkpoint(path, f"{model} weights", log=log), str(path)
+
+
+def read_pretrained_state(spec, model: str, containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
+    """read_pretrained's checkpoint as a flat fp32 state dict (models.weights.extract_state_dict, from
+    the first of `containers` that holds one; TorchScript's extras left out) -> (state, source);
+    (None, None) for 'none'."""
+    obj, source = read_pretrained(spec, model, log=log)
+    if source is None:
+        return None, None
+    state = extract_state_dict(obj, source, containers=containers)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k not in JIT_EXTRAS}, source
+
+
 def load_clip_visual_state(spec, model: str, release_prefix: str = None,
                            containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
     """A recipe's `pretrained` for a model built on CLIP's image tower -> (kind, state, source):
 
       ('clip', the image tower's tensors without the `visual.` prefix, source) for a released CLIP
-          name (load_clip_state_dict), a CLIP file (the TorchScript archive or a state dict) or a file
-          of the image tower alone (conv1.weight, class_embedding, ...: the original UniFormerV2's
-          vit_b16.pth, mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
-      ('release', the file's state dict as it is, source) for a checkpoint of the model itself, told
-          by keys starting with `release_prefix` (e.g. 'backbone.'); None: no such checkpoints;
+          name, a CLIP file (the TorchScript archive or a state dict) or a file of the image tower
+          alone (conv1.weight, class_embedding, ...: the original UniFormerV2's vit_b16.pth,
+          mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
+      ('release', the state dict as it is, source) for a checkpoint of the model itself, told by keys
+          starting with `release_prefix` (e.g. 'backbone.'); None: the model has no such checkpoints;
       (None, None, None) for 'none'.
-    Floating tensors are fp32. `model` is the model's name in messages; `containers`: the checkpoint
-    keys that may hold the state dict, in order (models.weights.extract_state_dict)."""
-    if _is_none(spec):
+    Read with read_pretrained_state (fp32, from the first of `containers` holding a state dict)."""
+    state, source = read_pretrained_state(spec, model, containers, log=log)
+    if source is None:
         return None, None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        state, source = load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            files = f"a CLIP or {model} checkpoint" if release_prefix else "CLIP weights"
-            raise SystemExit(f"error: {model} weights '{spec}' not found: pretrained takes a CLIP model name "
-                             f"({', '.join(CLIP_MODELS)}), the path of {files}, or none")
-        source = str(path)
-        state = extract_state_dict(read_checkpoint(path, f"{model} weights", log=log), source, containers=containers)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        if release_prefix and any(k.startswith(release_prefix) for k in state):
-            return "release", state, source
-        if "visual.conv1.weight" not in state:
-            if "conv1.weight" in state and "class_embedding" in state:
-                return "clip", state, source
-            what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
-            raise SystemExit(f"error: {path} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
-                             f"first keys: {_names(state)}")
-        _require_vit(state, source)
-    text = [k for k in state if not k.startswith("visual.") and k not in JIT_EXTRAS]
+    if release_prefix and any(k.startswith(release_prefix) for k in state):
+        return "release", state, source
+    if "visual.conv1.weight" not in state:
+        if "conv1.weight" in state and "class_embedding" in state:
+            return "clip", state, source
+        what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
+        raise SystemExit(f"error: {source} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
+                         f"first keys: {_names(state)}")
+    _require_vit(state, source)
+    text = [k for k in state if not k.startswith("visual.")]
     if text:
         log(f"{model.lower()}: the {len(text)} text-tower tensors of {source} are not used")
     return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, source

@@ -64,9 +64,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, ResidualAttentionBlock, load_clip_state_dict,
-                         resize_pos_embed, text_settings)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint, resolve_path
+from models.clip import CLIP, ClassTexts, ResidualAttentionBlock, read_pretrained_state, resize_pos_embed, text_settings
+from models.weights import _names, load_checked
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
 
@@ -240,18 +239,9 @@ class EZCLIP(CLIP):
 
     def load_pretrained(self, spec, log=_log) -> dict:
         """OpenAI CLIP weights (name or file) or an EZ-CLIP release file; see the module docstring."""
-        if spec is None or str(spec).strip().lower() in ("", "none"):
+        state, source = read_pretrained_state(spec, "EZ-CLIP", RELEASE_CONTAINERS, log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            state, source = load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-        else:
-            path = resolve_path(spec)
-            source = str(path)
-            state = extract_state_dict(read_checkpoint(path, "EZ-CLIP/CLIP weights", log=log), source, RELEASE_CONTAINERS)
-            for k in JIT_EXTRAS:
-                state.pop(k, None)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         release = any("Adapter" in k or "T_prompt" in k or k == "visual.temporal_embedding" for k in state)
         own = self.state_dict()
         for key in ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings"):

@@ -67,19 +67,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, ResidualAttentionBlock, TextFeatureCache,
-                         load_clip_state_dict, resize_pos_embed, text_settings)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint, resolve_path
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, read_pretrained_state,
+                         resize_pos_embed, text_settings)
+from models.weights import _names, load_checked, no_weights
 
 TEACHER = "raw_model."
+RELEASE_CONTAINERS = ("model_state", "state_dict", "model", "model_state_dict")
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def _is_none(spec) -> bool:
-    return spec is None or spec is False or str(spec).strip().lower() in ("", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,8 +230,8 @@ class FROSTER(nn.Module):
         `teacher_spec` (CLIP weights), else a copy of the student. See the module docstring."""
         report, clip_states = {"loaded": 0}, {}
         raw = None
-        if not _is_none(spec):
-            state, source = self._read(spec, log)
+        state, source = read_pretrained_state(spec, "FROSTER", RELEASE_CONTAINERS, log=log)
+        if source is not None:
             if any(k.startswith("model.") for k in state):  # a FROSTER release
                 student = self._fit({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, source, log)
                 own = {f"model.{k}": v for k, v in student.items()}
@@ -247,13 +244,13 @@ class FROSTER(nn.Module):
                 clip_states[str(spec)] = state
                 report = load_checked(self.model, self._fit(state, source, log), source, name="froster.model", log=log)
                 log("froster: projectors start as the identity (not in CLIP weights)")
-        if raw is None and not _is_none(teacher_spec):
+        if raw is None and not no_weights(teacher_spec):
             teacher_spec = str(teacher_spec)
             state = clip_states.get(teacher_spec)
             if state is None:
-                state, _ = self._read(teacher_spec, log)
+                state, _ = read_pretrained_state(teacher_spec, "FROSTER teacher", RELEASE_CONTAINERS, log=log)
             raw = (state, f"CLIP weights {teacher_spec}")
-            if not _is_none(spec) and str(spec) != teacher_spec:
+            if not no_weights(spec) and str(spec) != teacher_spec:
                 log(f"froster: the teacher (raw_model) is not in {spec}; filled from CLIP weights {teacher_spec}")
         if raw is None:
             self.raw_model.load_state_dict(self.model.state_dict())
@@ -261,17 +258,6 @@ class FROSTER(nn.Module):
         else:
             load_checked(self.raw_model, self._fit(raw[0], raw[1], log), raw[1], name="froster.raw_model", log=log)
         return report
-
-    def _read(self, spec, log):
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-        path = resolve_path(spec)
-        state = extract_state_dict(read_checkpoint(path, "FROSTER/CLIP weights", log=log), str(path),
-                                   ("model_state", "state_dict", "model", "model_state_dict"))
-        for k in JIT_EXTRAS:
-            state.pop(k, None)
-        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path)
 
     def _fit(self, state: dict, source: str, log) -> dict:
         """A CLIP state dict with positional_embedding resampled to this input size."""

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import DropPath, resize_pos_embed, without_key_bias
-from models.weights import cache_dir, download, extract_state_dict, load_checked, read_checkpoint
+from models.weights import cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
@@ -243,7 +243,7 @@ class TimeSformer(nn.Module):
 
 def read_timesformer_weights(spec, log=_log):
     """(state dict with `model.` keys, source) for a pretrained spec; (None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+    if no_weights(spec):
         return None, None
     spec = str(spec)
     if spec in IMAGENET_NAMES:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _log, extract_state_dict, load_checked, read_checkpoint
+from models.weights import _log, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 
 class VideoInput(nn.Module):
@@ -148,7 +148,7 @@ def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_
 def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
     """Load the checkpoint file `spec` ({'model_state': ...} as PySlowFast saves it, a plain or DDP
     state dict) into `model`; 'none'/None/'' keeps the fresh initialisation."""
-    if spec in (None, "", "none", False):
+    if no_weights(spec):
         return {"loaded": 0}
     if not isinstance(spec, (str, Path)):
         raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")

@@ -34,16 +34,13 @@ with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentatio
 pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, load_clip_state_dict, resize_pos_embed, text_settings,
-)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import CLIP, JIT_EXTRAS, ClassTexts, load_clip_state_dict, read_pretrained, resize_pos_embed, text_settings
+from models.weights import _names, extract_state_dict, load_checked, no_weights
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
 # its loaders, rebuilt from the class names (implementations.md §3.3).
@@ -124,16 +121,10 @@ class ViFiCLIP(CLIP):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "ViFi-CLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: ViFi-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ViFi-CLIP weights, or none")
-        return self.load_state_from(read_checkpoint(path, "ViFi-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
         """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing
@@ -164,7 +155,7 @@ class ViFiCLIP(CLIP):
 
     def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:
         spec = self.token_embedding_from
-        if spec is None or str(spec).strip().lower() in ("", "none"):
+        if no_weights(spec):
             raise SystemExit(f"error: {source} is a ViFi-CLIP release, which has no token_embedding; set "
                              f"model.token_embedding_from to the CLIP weights it was trained from (ViT-B/16 or a path)")
         clip_state = load_clip_state_dict(spec, log=log)

@@ -30,6 +30,11 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def no_weights(spec) -> bool:
+    """True for a recipe's `pretrained` that names no weights: None, False, '' or 'none'."""
+    return spec is None or spec is False or str(spec).strip().lower() in ("", "none")
+
+
 def resolve_path(path) -> Path:
     """A path as given, else relative to the repository root (a recipe's files from any directory)."""
     p = Path(path).expanduser()

@@ -41,17 +41,16 @@ position); the mit positional embedding is resampled when a clip has another fra
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-    Transformer, load_clip_state_dict, resize_pos_embed, text_settings,
+    CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
+    read_pretrained, resize_pos_embed, text_settings,
 )
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.weights import _names, extract_state_dict, load_checked
 
 # Parameters X-CLIP adds to CLIP; they keep their initialisation when CLIP weights are loaded.
 NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_generator.*", "prompts_visual_ln.*",
@@ -280,16 +279,10 @@ class XCLIP(CLIP):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "X-CLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: X-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or X-CLIP weights, or none")
-        return self.load_state_from(read_checkpoint(path, "X-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP
