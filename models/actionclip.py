@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, JIT_EXTRAS, ClassTexts, Transformer, read_pretrained, resize_pos_embed, text_settings
+from models.clip import CLIP, JIT_EXTRAS, ClassTexts, Transformer, fit_pos_embed, read_pretrained, text_settings
 from models.weights import _names, extract_state_dict, load_checked
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
@@ -208,13 +208,7 @@ class ActionCLIP(nn.Module):
         if rows is not None and rows.ndim == 2 and rows.shape[1] == own.shape[1] and rows.shape[0] > own.shape[0]:
             state[key] = rows[: own.shape[0]]
             log(f"actionclip: frame_position_embeddings of {source}: the first {own.shape[0]} of {rows.shape[0]} rows")
-        pe, own_pe = state.get("clip.visual.positional_embedding"), self.clip.visual.positional_embedding
-        if pe is not None and pe.shape[0] != own_pe.shape[0] and pe.shape[1:] == own_pe.shape[1:]:
-            try:
-                state["clip.visual.positional_embedding"] = resize_pos_embed(pe, self.clip.visual.grid)
-                log(f"actionclip: resampled visual.positional_embedding of {source} to {own_pe.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: reported as a shape mismatch
+        fit_pos_embed(state, "clip.visual.positional_embedding", self.clip.visual.grid, source, "actionclip", log=log)
         log(f"actionclip: {source} read as {kind}")
         return load_checked(self, state, source, name="actionclip", allow_missing=allow_missing,
                             allow_unexpected=allow_unexpected, log=log)

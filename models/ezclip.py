@@ -64,7 +64,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, ClassTexts, ResidualAttentionBlock, read_pretrained_state, resize_pos_embed, text_settings
+from models.clip import CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, read_pretrained_state, text_settings
 from models.weights import _names, load_checked
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
@@ -249,13 +249,7 @@ class EZCLIP(CLIP):
                     and state[key].shape[1] != self.frames and state[key].shape[2] == own[key].shape[2]:
                 log(f"ezclip: resampled {key} of {source} from {state[key].shape[1]} to {self.frames} frames")
                 state[key] = resample_frames(state[key], self.frames)
-        pe = state.get("visual.positional_embedding")
-        if pe is not None and pe.shape[0] != self.visual.positional_embedding.shape[0]:
-            try:
-                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                log(f"ezclip: resampled visual.positional_embedding of {source} to input size {self.visual.input_resolution}")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape
+        fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "ezclip", log=log)
         if "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")
         allow = () if release else ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings", "*.Adapter.*")

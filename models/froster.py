@@ -67,8 +67,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, read_pretrained_state,
-                         resize_pos_embed, text_settings)
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, fit_pos_embed,
+                         read_pretrained_state, text_settings)
 from models.weights import _names, load_checked, no_weights
 
 TEACHER = "raw_model."
@@ -263,14 +263,8 @@ class FROSTER(nn.Module):
         """A CLIP state dict with positional_embedding resampled to this input size."""
         if "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {_names(state)})")
-        pe = state.get("visual.positional_embedding")
-        if pe is not None and pe.shape[0] != self.model.visual.positional_embedding.shape[0]:
-            try:
-                state = {**state, "visual.positional_embedding": resize_pos_embed(pe, self.model.visual.grid)}
-                log(f"froster: resampled visual.positional_embedding of {source} to input size "
-                    f"{self.model.visual.input_resolution}")
-            except ValueError:
-                pass
+        state = dict(state)  # the caller may load the same tensors into the teacher
+        fit_pos_embed(state, "visual.positional_embedding", self.model.visual.grid, source, "froster", log=log)
         return state
 
 

@@ -50,7 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import DropPath, resize_pos_embed, without_key_bias
+from models.clip import DropPath, fit_pos_embed, resize_pos_embed, without_key_bias
 from models.weights import cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
@@ -297,13 +297,7 @@ def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
     if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
         state["model.time_embed"] = F.interpolate(te.transpose(1, 2), size=own_te.shape[1], mode="nearest").transpose(1, 2)
         log(f"timesformer: time_embed of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
-    pe, own_pe = state.get("model.pos_embed"), own["model.pos_embed"]
-    if pe is not None and pe.ndim == 3 and pe.shape[1] != own_pe.shape[1] and pe.shape[2] == own_pe.shape[2]:
-        try:
-            state["model.pos_embed"] = resize_pos_embed(pe, model.model.grid)
-            log(f"timesformer: pos_embed of {source} resampled from {pe.shape[1]} to {own_pe.shape[1]} positions")
-        except ValueError:
-            pass  # not a square grid: reported as a shape mismatch below
+    fit_pos_embed(state, "model.pos_embed", model.model.grid, source, "timesformer", log=log)
     head = ("model.head.weight", "model.head.bias")
     if all(k in state for k in head) and state[head[0]].shape != own[head[0]].shape \
             and state[head[0]].shape[1:] == own[head[0]].shape[1:]:

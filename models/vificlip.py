@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, JIT_EXTRAS, ClassTexts, load_clip_state_dict, read_pretrained, resize_pos_embed, text_settings
+from models.clip import CLIP, JIT_EXTRAS, ClassTexts, fit_pos_embed, load_clip_state_dict, read_pretrained, text_settings
 from models.weights import _names, extract_state_dict, load_checked, no_weights
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
@@ -144,13 +144,7 @@ class ViFiCLIP(CLIP):
         elif "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither ViFi-CLIP nor CLIP weights (no image_encoder.* or "
                              f"visual.conv1.weight; first keys: {_names(state)})")
-        pe, own = state.get("visual.positional_embedding"), self.visual.positional_embedding
-        if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
-            try:
-                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                log(f"vificlip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: reported as a shape mismatch
+        fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "vificlip", log=log)
         return load_checked(self, state, source, name="vificlip", log=log)
 
     def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:

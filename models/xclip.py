@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from models.clip import (
     CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    read_pretrained, resize_pos_embed, text_settings,
+    fit_pos_embed, read_pretrained, text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -293,14 +293,7 @@ class XCLIP(CLIP):
             state = self.fit_release(state, source, log=log)
             return load_checked(self, state, source, name="xclip", log=log)
         if "visual.conv1.weight" in state:
-            pe = state.get("visual.positional_embedding")
-            own = self.visual.positional_embedding
-            if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
-                try:
-                    state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                    log(f"xclip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
-                except ValueError:
-                    pass  # not a square grid: reported as a shape mismatch
+            fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
         raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
                          f"visual.conv1.weight; first keys: {_names(state)})")
