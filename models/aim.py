@@ -57,9 +57,9 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from models.clip import DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, load_clip_visual_state
+from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, load_clip_visual_state,
+                         resample_frames)
 from models.weights import load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
@@ -134,17 +134,10 @@ class AIMVisionTransformer(VisionTransformer):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         x = self.embed(x)
         bt, length, d = x.shape
-        te = self.temporal_embedding
-        if te.shape[1] != frames:
-            te = resample_frames(te, frames)
+        te = resample_frames(self.temporal_embedding, frames)
         x = (x.view(bt // frames, frames, length, d) + te.unsqueeze(2)).view(bt, length, d)
         x = self.transformer(self.ln_pre(x), frames=frames)
         return self.pool(x)
-
-
-def resample_frames(te: torch.Tensor, frames: int) -> torch.Tensor:
-    """temporal_embedding [1, T, D] -> [1, frames, D] by linear interpolation."""
-    return F.interpolate(te.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
 
 
 class ClsHead(nn.Module):

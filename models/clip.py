@@ -310,6 +310,17 @@ def resize_pos_embed(pos: torch.Tensor, grid, prefix: int = 1, mode: str = "bicu
     return torch.cat([head, body], dim=1).reshape(*lead, prefix + h * w, d)
 
 
+def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
+    """A time embedding [..., T, D] linearly interpolated along T to [..., frames, D]
+    (align_corners=False, computed in fp32)."""
+    if t.shape[-2] == frames:
+        return t
+    lead, old, d = t.shape[:-2], t.shape[-2], t.shape[-1]
+    x = t.reshape(-1, old, d).transpose(1, 2).float()
+    x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
+    return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
+
+
 class VisionTransformer(nn.Module):
     """CLIP's image tower. forward(images [N, 3, H, W]) -> [N, output_dim] (ln_post of the class
     token @ proj); with return_tokens=True -> (that, patch tokens [N, h*w, width] before ln_post).

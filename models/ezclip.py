@@ -64,7 +64,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, read_pretrained_state, text_settings
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, read_pretrained_state, resample_frames,
+                         text_settings)
 from models.weights import _names, load_checked
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
@@ -139,14 +140,6 @@ def motion_loss(frames: torch.Tensor) -> torch.Tensor:
     c = ((after - before).abs() / 2).mean()
     v = x.var(dim=1, correction=1 if x.shape[1] > 1 else 0).mean()
     return 1.0 / (c + v + 1.0)
-
-
-def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
-    """[..., T, D] -> [..., frames, D], linear interpolation along T."""
-    lead, old, d = t.shape[:-2], t.shape[-2], t.shape[-1]
-    x = t.reshape(-1, old, d).transpose(1, 2).float()
-    x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
-    return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

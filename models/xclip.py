@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from models.clip import (
     CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    fit_pos_embed, read_pretrained, text_settings,
+    fit_pos_embed, read_pretrained, resample_frames, text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -72,14 +72,6 @@ def _init_linear_and_norm(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def resample_frames(pos: torch.Tensor, frames: int) -> torch.Tensor:
-    """A time embedding [1, T', D] linearly interpolated to [1, frames, D] (align_corners=False)."""
-    if pos.shape[1] == frames:
-        return pos
-    out = F.interpolate(pos.transpose(1, 2).float(), size=frames, mode="linear", align_corners=False)
-    return out.transpose(1, 2).to(pos.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
