@@ -43,7 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, JIT_EXTRAS, ClassTexts, Transformer, fit_pos_embed, read_pretrained, text_settings
+from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, Transformer, clip_arguments, fit_pos_embed, read_pretrained,
+                         text_settings)
 from models.weights import _names, extract_state_dict, load_checked
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
@@ -59,15 +60,6 @@ PORT_IGNORED = ("data_preprocessor.*",)
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 class TransformerAdapter(nn.Module):

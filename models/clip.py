@@ -437,6 +437,15 @@ class CLIP(nn.Module):
         return logits_per_image, logits_per_image.t()
 
 
+def clip_arguments(m: dict, image_size: int) -> dict:
+    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
+                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
+                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
+                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
+                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
+
+
 def clip_config(state_dict: dict) -> dict:
     """The CLIP(...) arguments of an OpenAI-layout state dict, read from its shapes (OpenAI's build_model)."""
     sd = state_dict

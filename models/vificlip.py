@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import CLIP, JIT_EXTRAS, ClassTexts, fit_pos_embed, load_clip_state_dict, read_pretrained, text_settings
+from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, clip_arguments, fit_pos_embed, load_clip_state_dict,
+                         read_pretrained, text_settings)
 from models.weights import _names, extract_state_dict, load_checked, no_weights
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
@@ -49,15 +50,6 @@ RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.to
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 def vifi_to_clip_names(state: dict) -> tuple:
