@@ -58,8 +58,8 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, load_clip_visual_state,
-                         resample_frames)
+from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, init_linear_and_norm,
+                         load_clip_visual_state, resample_frames)
 from models.weights import load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
@@ -178,13 +178,7 @@ class AIM(nn.Module):
     def init_weights(self) -> None:
         """The original's ViT_CLIP.init_weights before and after loading CLIP: backbone Linears
         trunc_normal(0.02) / zero bias, LayerNorms 1 / 0, and D_fc2 of every adapter zero."""
-        for mod in self.backbone.modules():
-            if isinstance(mod, nn.Linear):
-                nn.init.trunc_normal_(mod.weight, std=0.02)
-                nn.init.zeros_(mod.bias)
-            elif isinstance(mod, nn.LayerNorm):
-                nn.init.ones_(mod.weight)
-                nn.init.zeros_(mod.bias)
+        init_linear_and_norm(self.backbone)
         self.zero_adapter_outputs()
 
     def zero_adapter_outputs(self) -> None:

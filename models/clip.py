@@ -145,6 +145,19 @@ class DropPath(nn.Module):
         return f"p={self.p}" + (f", dim={self.dim}" if self.dim else "")
 
 
+def init_linear_and_norm(module: nn.Module, std: float = 0.02) -> None:
+    """timm's ViT initialisation, as X-CLIP, AIM and TimeSformer give their modules: every Linear's
+    weight truncated normal (std 0.02) and bias zero, every LayerNorm at identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def without_key_bias(qkv_bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """A packed [q, k, v] bias with its key third replaced by zeros.
 

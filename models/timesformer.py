@@ -50,7 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import DropPath, fit_pos_embed, resize_pos_embed, without_key_bias
+from models.clip import DropPath, fit_pos_embed, init_linear_and_norm, resize_pos_embed, without_key_bias
 from models.weights import cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
@@ -169,14 +169,7 @@ class VisionTransformer(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         for blk in list(self.blocks)[1:]:
             nn.init.zeros_(blk.temporal_fc.weight)
             nn.init.zeros_(blk.temporal_fc.bias)

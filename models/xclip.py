@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from models.clip import (
     CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    clip_arguments, fit_pos_embed, read_pretrained, resample_frames, text_settings,
+    clip_arguments, fit_pos_embed, init_linear_and_norm, read_pretrained, resample_frames, text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -59,19 +59,6 @@ NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def _init_linear_and_norm(module: nn.Module) -> None:
-    """X-CLIP's initialisation of its new modules: truncated normal (std 0.02) Linear weights, zero
-    biases, LayerNorms at identity."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +112,7 @@ class MultiframeIntegration(Transformer):
         super().__init__(embed_dim, layers, max(embed_dim // 64, 1), block=MITBlock)
         self.positional_embedding = nn.Parameter(torch.empty(1, frames, embed_dim))
         nn.init.trunc_normal_(self.positional_embedding, std=0.02)
-        _init_linear_and_norm(self)
+        init_linear_and_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pos = resample_frames(self.positional_embedding, x.shape[1])
@@ -182,7 +169,7 @@ class VideoSpecificPrompt(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.decoder = nn.ModuleList([PromptGeneratorLayer(embed_dim, max(embed_dim // 64, 1)) for _ in range(layers)])
         self.alpha = nn.Parameter(torch.ones(embed_dim) * alpha)
-        _init_linear_and_norm(self)
+        init_linear_and_norm(self)
 
     def forward(self, text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         visual = self.norm(visual)
