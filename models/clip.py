@@ -754,10 +754,7 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
     spec = str(spec)
     if spec in CLIP_MODELS:
         url = CLIP_MODELS[spec]
-        filename = url.rsplit("/", 1)[-1]
-        hint = (f"put a copy of {filename} on this machine and pass it as `pretrained: /path/to/{filename}` "
-                f"(or --set pretrained=/path/to/{filename}), or train from scratch with `pretrained: none`")
-        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", hint, log=log)
+        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", log=log)
         source = f"CLIP {spec} ({path})"
     else:
         path = Path(spec).expanduser()

@@ -240,11 +240,8 @@ def read_timesformer_weights(spec, log=_log):
         return None, None
     spec = str(spec)
     if spec in IMAGENET_NAMES:
-        name = IMAGENET_URL.rsplit("/", 1)[-1]
-        hint = (f"put a copy of {name} on this machine and pass it as `pretrained: /path/to/{name}` "
-                f"(or --set pretrained=/path/to/{name}), or train from scratch with `pretrained: none`")
-        path = download(IMAGENET_URL, name.rsplit("-", 1)[-1].split(".")[0], cache_dir("timm"),
-                        "the ImageNet ViT-B/16 weights", hint, log=log)
+        sha256_prefix = IMAGENET_URL.rsplit("-", 1)[-1].split(".")[0]  # jx_vit_base_p16_224-80ecf9dd.pth
+        path = download(IMAGENET_URL, sha256_prefix, cache_dir("timm"), "the ImageNet ViT-B/16 weights", log=log)
     else:
         path = Path(spec).expanduser()
         if not path.is_file():

@@ -61,12 +61,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, sha256: str, folder: Path, what: str, hint: str, log=_log) -> Path:
-    """The file at `url`, kept in `folder` under its URL name. `sha256` is the full hex digest or a
-    prefix of it (torch.hub's 8-digit convention); it is checked after the download and on every
-    cache hit (a cached file that fails is fetched again). Failure -> SystemExit "error: ... {hint}"."""
+def download(url: str, sha256: str, folder: Path, what: str, log=_log) -> Path:
+    """The file at `url` (a recipe's `pretrained` weights), kept in `folder` under its URL name.
+    `sha256` is the full hex digest or a prefix of it (torch.hub's 8-digit convention); it is checked
+    after the download and on every cache hit (a cached file that fails is fetched again). Failure ->
+    SystemExit "error: ..." that says how to go on without the download."""
     folder = Path(folder)
-    target = folder / url.rsplit("/", 1)[-1]
+    name = url.rsplit("/", 1)[-1]
+    target = folder / name
+    hint = (f"put a copy of {name} on this machine and pass it as `pretrained: /path/to/{name}` "
+            f"(or --set pretrained=/path/to/{name}), or train from scratch with `pretrained: none`")
     if target.is_file():
         if file_sha256(target).startswith(sha256):
             return target
