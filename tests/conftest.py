@@ -145,3 +145,69 @@ def tiny_vision_clip(seed=0, **overrides):
             if ".ln_" in name or name.startswith("ln_"):
                 p.add_(torch.randn_like(p) * 0.1)
     return clip
+
+
+def record_text_batches(model) -> list:
+    """Wrap model.encode_text: every call appends its batch size to the returned list."""
+    calls, encode = [], model.encode_text
+    model.encode_text = lambda tokens: calls.append(len(tokens)) or encode(tokens)
+    return calls
+
+
+def write_descriptions(path: Path, descriptions: dict) -> Path:
+    """{class name: description} as a descriptions CSV in the project's format (name,description)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "description"])
+        w.writerows(descriptions.items())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny runs through train.py and evaluate.py
+
+
+def train_args(splits, out, model: str, *extra) -> list:
+    """train.py arguments for a tiny one-epoch run on the prepared Syn-TA splits folder `splits`."""
+    return ["--model", model, "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
+            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
+
+
+def train_and_evaluate_both_sets(splits, out: Path, model: str, capsys, *extra) -> dict:
+    """Train `model` on set 1 (out/set1) and on set 2 (out/set2), check each run's result, then
+    evaluate.py both checkpoints and check the average of the two directions -> evaluate's summary."""
+    import evaluate
+    import train
+
+    for s in (1, 2):
+        result = train.main(train_args(splits, out / f"set{s}", model, "--train-set", str(s), *extra))
+        assert result["model"] == model and result["train_set"] == s
+        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+    capsys.readouterr()
+    summary = evaluate.main(["--ckpt", str(out / "set1" / "ckpt.pt"), str(out / "set2" / "ckpt.pt"), "--workers", "0"])
+    assert "average of the two directions" in capsys.readouterr().out
+    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
+        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+    return summary
+
+
+def check_resume_matches_uninterrupted(splits, out: Path, model: str, monkeypatch, *extra) -> dict:
+    """Train `model` for 2 epochs uninterrupted (out/full) and again (out/cut) stopped by a SIGINT at
+    step 12, then resumed: both must end with the same scores and bit-identical weights. -> the
+    interrupted run's checkpoint as it was before resuming."""
+    import train
+
+    full = train.main(train_args(splits, out / "full", model, "--epochs", "2", *extra))
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")  # a real SIGINT in the middle of epoch 2
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(splits, out / "cut", model, "--epochs", "2", *extra))
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    assert stop.value.code == 130
+    cut = torch.load(out / "cut" / "ckpt.pt", weights_only=True)
+    resumed = train.main(["--resume", "--out", str(out / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"] and resumed["mean_class"] == full["mean_class"]
+    a, b = (torch.load(out / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return cut

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip
-import evaluate
+from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+                      train_and_evaluate_both_sets)
 import train
 from models import build_model, load_recipe
 from models import clip as mc
@@ -308,17 +308,9 @@ def test_recipes_follow_the_study():
         assert (cfg["model"]["adapter_scale"], cfg["model"]["num_tadapter"], cfg["test"]["clips"], cfg["test"]["crops"]) == (1.0, 2, 1, 3)
 
 
-def train_args(splits, out, *extra):
-    return ["--model", "aim", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    for s in (1, 2):
-        result = train.main(train_args(splits, tmp_path / f"set{s}", "--train-set", str(s)))
-        assert result["model"] == "aim" and result["train_set"] == s
-        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+    train_and_evaluate_both_sets(splits, tmp_path, "aim", capsys)
     # the frozen tensors are still at their initialisation (train.py seeds before building); the rest moved
     ckpt = torch.load(tmp_path / "set1" / "ckpt.pt", weights_only=True)
     torch.manual_seed(ckpt["config"]["train"]["seed"])
@@ -326,8 +318,3 @@ def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     for name, p in start.named_parameters():
         moved = not torch.equal(ckpt["model"][name], p.detach())
         assert moved == p.requires_grad or (p.requires_grad and name.endswith("in_proj_bias")), name
-    capsys.readouterr()
-    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
-    assert "average of the two directions" in capsys.readouterr().out
-    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
-        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)

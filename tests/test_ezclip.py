@@ -1,14 +1,14 @@
 """models/ezclip.py: EZ-CLIP's architecture against its release layout, a literal sequence-first
 re-reading of its forward pass, plain CLIP at initialisation, the motion loss, the release loader and
 training through train.py (coarse and fine base-to-novel)."""
-import csv
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, perturb, quiet, random_clips, tiny_cfg
+from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
+                      record_text_batches, tiny_cfg, train_args, write_descriptions)
 import evaluate
 import train
 from models import build_model, load_recipe
@@ -221,9 +221,7 @@ def test_only_prompts_and_adapters_receive_gradients():
 
 def test_class_texts_are_cached_only_when_no_gradient_can_reach_them(tmp_path):
     model = tiny_model().eval()
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda tokens: calls.append(len(tokens)) or encode(tokens)
+    calls = record_text_batches(model)
     with torch.no_grad():
         first = model.class_features()
         assert model.class_features() is first and calls == [3]
@@ -278,15 +276,10 @@ def test_recipe():
 # through train.py and evaluate.py
 
 
-def run_args(splits, out, *extra):
-    return ["--model", "ezclip", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_coarse_training_through_the_harness(synta_tiny, tmp_path):
     _, splits = synta_tiny
     before = tiny_model(seed=0).state_dict()
-    result = train.main(run_args(splits, tmp_path / "run"))
+    result = train.main(train_args(splits, tmp_path / "run", "ezclip"))
     assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(r["loss"] > 0 for r in log if r["type"] == "step")
@@ -300,13 +293,8 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
 
     _, splits = synta_tiny
     hierarchy = load_hierarchy("synta")
-    path = tmp_path / "fine.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "description"])
-        for c in hierarchy.fine:
-            w.writerow([c.name, f"a video where {c.name.lower()}"])
-    result = train.main(run_args(splits, tmp_path / "fine", "--task", "fine", "--set", f"text.descriptions.fine={path}"))
+    path = write_descriptions(tmp_path / "fine.csv", {c.name: f"a video where {c.name.lower()}" for c in hierarchy.fine})
+    result = train.main(train_args(splits, tmp_path / "fine", "ezclip", "--task", "fine", "--set", f"text.descriptions.fine={path}"))
     assert result["task"] == "fine" and result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     capsys.readouterr()
     summary = evaluate.main(["--ckpt", str(tmp_path / "fine" / "ckpt.pt"), "--workers", "0"])
@@ -320,16 +308,7 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
 
 def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypatch):
     _, splits = synta_tiny
-    args = lambda out: run_args(splits, tmp_path / out, "--epochs", "2")  # noqa: E731
-    full = train.main(args("full"))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
-    with pytest.raises(SystemExit):
-        train.main(args("cut"))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
-    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
-    assert resumed["top1"] == full["top1"]
-    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_resume_matches_uninterrupted(splits, tmp_path, "ezclip", monkeypatch)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, perturb, quiet, random_clips, tiny_cfg
+from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
+                      tiny_cfg, train_args)
 import evaluate
 import train
 from models import load_recipe
@@ -237,9 +238,7 @@ def test_recipe():
 
 def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    args = ["--model", "froster", "--data", "synta", "--splits", str(splits), "--out", str(tmp_path / "run"), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0"]
-    result = train.main(args)
+    result = train.main(train_args(splits, tmp_path / "run", "froster"))
     assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
     assert not any(k.startswith("raw_model.") for k in ckpt["model"])
@@ -252,20 +251,7 @@ def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
 def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
     """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
     _, splits = synta_tiny
-
-    def args(out):
-        return ["--model", "froster", "--data", "synta", "--splits", str(splits), "--out", str(tmp_path / out), "--tiny",
-                "--epochs", "2", "--batch-size", "8", "--workers", "0"]
-
-    full = train.main(args("full"))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
-    with pytest.raises(SystemExit):
-        train.main(args("cut"))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
-    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
-    assert resumed["top1"] == full["top1"]
-    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_resume_matches_uninterrupted(splits, tmp_path, "froster", monkeypatch)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():

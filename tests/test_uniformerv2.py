@@ -16,9 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip
-import evaluate
-import train
+from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+                      train_and_evaluate_both_sets)
 from models import build_model, load_recipe
 from models import clip as mc
 import models.uniformerv2 as uv2
@@ -417,19 +416,6 @@ def test_recipes_follow_the_study():
     assert (m["return_list"], m["backbone_drop_path"], m["drop_path"]) == (list(range(4, 12)), 0.2, 0.4)
 
 
-def train_args(splits, out, *extra):
-    return ["--model", "uniformerv2", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    for s in (1, 2):
-        result = train.main(train_args(splits, tmp_path / f"set{s}", "--train-set", str(s)))
-        assert result["model"] == "uniformerv2" and result["train_set"] == s
-        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
-    capsys.readouterr()
-    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
-    assert "average of the two directions" in capsys.readouterr().out
-    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
-        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+    train_and_evaluate_both_sets(splits, tmp_path, "uniformerv2", capsys)

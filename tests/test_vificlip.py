@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
@@ -111,9 +111,7 @@ def test_forward_is_clip_on_the_frame_mean_with_photo_prompts():
 def test_both_towers_train_and_the_eval_cache_never_outlives_a_step():
     model = tiny("vificlip", CLASSES)
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda t: calls.append(len(t)) or encode(t)
+    calls = record_text_batches(model)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()
     model(video).logsumexp(1).sum().backward()

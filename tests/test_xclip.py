@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
@@ -215,9 +215,7 @@ def test_tiny_forward_backward_on_uint8_trains_only_the_video_side():
 def test_text_cache_gives_the_uncached_logits_and_follows_names_and_weights():
     model = tiny("xclip", CLASSES)
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda t: calls.append(len(t)) or encode(t)
+    calls = record_text_batches(model)
     model.train()
     with torch.no_grad():
         first = model(video)
