@@ -60,7 +60,7 @@ import torch.nn as nn
 
 from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, init_linear_and_norm,
                          load_clip_visual_state, resample_frames)
-from models.weights import load_checked
+from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
 # name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
@@ -236,19 +236,14 @@ class AIM(nn.Module):
         count dropped, temporal_embedding / positional_embedding resampled to this input."""
         own = self.state_dict()
         state = dict(state)
-        dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape[0] != own[k].shape[0]
-                   and state[k].shape[1:] == own[k].shape[1:]]
-        if dropped:
-            log(f"aim: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
-                f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
-            state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+        state, dropped = drop_other_head(state, own, HEAD_KEYS, source, "aim", log=log)
         te, own_te = state.get("backbone.temporal_embedding"), own["backbone.temporal_embedding"]
         if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
             state["backbone.temporal_embedding"] = resample_frames(te, own_te.shape[1])
             log(f"aim: temporal_embedding of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
         fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self, state, source, name="aim", allow_missing=HEAD_KEYS if dropped else (), log=log)
-        return {**report, "dropped_head": bool(dropped)}
+        return {**report, "dropped_head": dropped}
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

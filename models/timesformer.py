@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import DropPath, fit_pos_embed, init_linear_and_norm, resize_pos_embed, without_key_bias
-from models.weights import cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint
+from models.weights import cache_dir, download, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
@@ -288,12 +288,7 @@ def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
         state["model.time_embed"] = F.interpolate(te.transpose(1, 2), size=own_te.shape[1], mode="nearest").transpose(1, 2)
         log(f"timesformer: time_embed of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
     fit_pos_embed(state, "model.pos_embed", model.model.grid, source, "timesformer", log=log)
-    head = ("model.head.weight", "model.head.bias")
-    if all(k in state for k in head) and state[head[0]].shape != own[head[0]].shape \
-            and state[head[0]].shape[1:] == own[head[0]].shape[1:]:
-        log(f"timesformer: dropping the {state[head[0]].shape[0]}-class head of {source}; this model has "
-            f"{own[head[0]].shape[0]} classes, its head stays freshly initialised")
-        state = {k: v for k, v in state.items() if k not in head}
+    state, _ = drop_other_head(state, own, ("model.head.weight", "model.head.bias"), source, "timesformer", log=log)
     allow_missing = ["model.head.*"]
     if "ImageNet" in source:
         allow_missing += ["model.time_embed", "model.blocks.*.temporal_fc.*"]

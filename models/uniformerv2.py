@@ -73,7 +73,7 @@ from torch.utils.checkpoint import checkpoint
 from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
                          fit_pos_embed, load_clip_visual_state, resize_pos_embed)
 from models.video_common import checkpointed
-from models.weights import load_checked
+from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -351,17 +351,11 @@ class UniFormerV2(nn.Module):
         """A released UniFormerV2 state dict (`backbone.` keys, official or mmaction2 layout) into the
         model; a head of another class count is dropped and keeps its initialisation."""
         state = from_mmaction2(state)
-        own = self.state_dict()
-        dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape[0] != own[k].shape[0]
-                   and state[k].shape[1:] == own[k].shape[1:]]
-        if dropped:
-            log(f"uniformerv2: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
-                f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
-            state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+        state, dropped = drop_other_head(state, self.state_dict(), HEAD_KEYS, source, "uniformerv2", log=log)
         fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "uniformerv2", log=log)
         allow_missing = ["*num_batches_tracked", *(HEAD_KEYS if dropped else ())]
         report = load_checked(self, state, source, name="uniformerv2", allow_missing=allow_missing, log=log)
-        return {**report, "dropped_head": bool(dropped)}
+        return {**report, "dropped_head": dropped}
 
 
 def from_mmaction2(state: dict) -> dict:

@@ -205,6 +205,19 @@ def _matches(key: str, patterns) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+def drop_other_head(state: dict, own: dict, keys: Sequence[str], source: str, name: str, log=_log) -> tuple:
+    """`state` without its classifier head (`keys`, e.g. weight and bias) when that head has another
+    class count than the model's (`own`, its state dict) and otherwise the same shape, logged; the
+    model's head keeps its initialisation. -> (state, whether the head was dropped)."""
+    other = [k for k in keys if k in state and k in own and state[k].shape[0] != own[k].shape[0]
+             and state[k].shape[1:] == own[k].shape[1:]]
+    if not other:
+        return state, False
+    log(f"{name}: dropping the {state[other[0]].shape[0]}-class head of {source}; this model has "
+        f"{own[other[0]].shape[0]} classes, its head stays freshly initialised")
+    return {k: v for k, v in state.items() if k not in keys}, True
+
+
 def load_checked(module: nn.Module, state: dict, source: str = "checkpoint", *, name: str = "model",
                  allow_missing: Sequence[str] = (), allow_unexpected: Sequence[str] = (), log=_log) -> dict:
     """Copy `state` into `module` by name. Names and shapes must match exactly, except for missing
