@@ -58,8 +58,8 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, init_linear_and_norm,
-                         load_clip_visual_state, resample_frames)
+from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, fit_time_embed,
+                         init_linear_and_norm, load_clip_visual_state, resample_frames)
 from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
@@ -237,10 +237,7 @@ class AIM(nn.Module):
         own = self.state_dict()
         state = dict(state)
         state, dropped = drop_other_head(state, own, HEAD_KEYS, source, "aim", log=log)
-        te, own_te = state.get("backbone.temporal_embedding"), own["backbone.temporal_embedding"]
-        if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
-            state["backbone.temporal_embedding"] = resample_frames(te, own_te.shape[1])
-            log(f"aim: temporal_embedding of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
+        fit_time_embed(state, own, "backbone.temporal_embedding", source, "aim", log=log)
         fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self, state, source, name="aim", allow_missing=HEAD_KEYS if dropped else (), log=log)
         return {**report, "dropped_head": dropped}

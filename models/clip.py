@@ -334,6 +334,18 @@ def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
     return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
 
 
+def fit_time_embed(state: dict, own: dict, key: str, source: str, name: str, log=_log) -> None:
+    """Resample state[key], a time embedding [..., T', D] for another frame count than the model's
+    own[key] [..., T, D] (own: its state dict), in place to T frames (resample_frames, in fp32), with
+    a log line. One whose other dimensions differ is left as it is, for load_checked to report."""
+    t, mine = state.get(key), own.get(key)
+    if t is None or mine is None or t.ndim != mine.ndim or t.shape[-2] == mine.shape[-2] \
+            or t.shape[:-2] != mine.shape[:-2] or t.shape[-1] != mine.shape[-1]:
+        return
+    state[key] = resample_frames(t.float(), mine.shape[-2])
+    log(f"{name}: resampled {key} of {source} from {t.shape[-2]} to {mine.shape[-2]} frames")
+
+
 class VisionTransformer(nn.Module):
     """CLIP's image tower. forward(images [N, 3, H, W]) -> [N, output_dim] (ln_post of the class
     token @ proj); with return_tokens=True -> (that, patch tokens [N, h*w, width] before ln_post).

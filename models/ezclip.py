@@ -64,7 +64,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, read_pretrained_state, resample_frames,
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, fit_time_embed, read_pretrained_state,
                          text_settings)
 from models.weights import _names, load_checked
 
@@ -238,10 +238,7 @@ class EZCLIP(CLIP):
         release = any("Adapter" in k or "T_prompt" in k or k == "visual.temporal_embedding" for k in state)
         own = self.state_dict()
         for key in ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings"):
-            if key in state and key in own and state[key].ndim == 3 and state[key].shape[0] == own[key].shape[0] \
-                    and state[key].shape[1] != self.frames and state[key].shape[2] == own[key].shape[2]:
-                log(f"ezclip: resampled {key} of {source} from {state[key].shape[1]} to {self.frames} frames")
-                state[key] = resample_frames(state[key], self.frames)
+            fit_time_embed(state, own, key, source, "ezclip", log=log)
         fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "ezclip", log=log)
         if "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")

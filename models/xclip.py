@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from models.clip import (
     CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    clip_arguments, fit_pos_embed, init_linear_and_norm, read_pretrained, resample_frames, text_settings,
+    clip_arguments, fit_pos_embed, fit_time_embed, init_linear_and_norm, read_pretrained, resample_frames,
+    text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -260,21 +261,13 @@ class XCLIP(CLIP):
         state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
         state = {k: v for k, v in state.items() if k not in JIT_EXTRAS}
         if "mit.positional_embedding" in state:
-            state = self.fit_release(state, source, log=log)
+            fit_time_embed(state, self.state_dict(), "mit.positional_embedding", source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", log=log)
         if "visual.conv1.weight" in state:
             fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
         raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
                          f"visual.conv1.weight; first keys: {_names(state)})")
-
-    def fit_release(self, state: dict, source: str, log=_log) -> dict:
-        pe = state["mit.positional_embedding"]
-        own = self.mit.positional_embedding
-        if pe.ndim == 3 and pe.shape[0] == 1 and pe.shape[2] == own.shape[2] and pe.shape[1] != own.shape[1]:
-            state = {**state, "mit.positional_embedding": resample_frames(pe.float(), own.shape[1])}
-            log(f"xclip: mit.positional_embedding of {source} interpolated from {pe.shape[1]} to {own.shape[1]} frames")
-        return state
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

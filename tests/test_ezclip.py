@@ -94,7 +94,7 @@ def test_a_release_of_another_frame_count_is_resampled_along_time(tmp_path):
     report = model.load_pretrained(str(tmp_path / "t8.pt"), log=logs.append)
     assert report["missing"] == [] and sum("from 8 to 4 frames" in m for m in logs) == 2
     assert model.visual.temporal_embedding[0, :, 0].tolist() == pytest.approx([0.5, 2.5, 4.5, 6.5])
-    want = ezclip.resample_frames(src.visual.transformer.T_prompt_embeddings.half().float(), 4)
+    want = mc.resample_frames(src.visual.transformer.T_prompt_embeddings.half().float(), 4)
     torch.testing.assert_close(model.visual.transformer.T_prompt_embeddings, want)
     torch.testing.assert_close(model.visual.conv1.weight, src.visual.conv1.weight.half().float())
     assert model.eval()(random_clips()).shape == (2, 3)

@@ -32,7 +32,8 @@ def test_release_containers_of_each_frame_count_load_into_an_8_frame_model(frame
     report = model.load_state_from({"model": meta_state(ref["keys"]), "epoch": 29, "lr_scheduler": {}},
                                    f"k400_16_{frames}.pth", log=logs.append)
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == len(ref["keys"])
-    assert any("interpolated from" in m for m in logs) == (frames != 8)
+    resampled = f"mit.positional_embedding of k400_16_{frames}.pth from {frames} to 8 frames"
+    assert any(resampled in m for m in logs) == (frames != 8)
 
 
 def test_time_embedding_is_interpolated_linearly():
