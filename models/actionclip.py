@@ -14,8 +14,8 @@
   * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
     at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
     templates. forward returns the log of these averaged probabilities, so the softmax the harness
-    applies gives exactly them. The text features are cached per label space (models.clip.
-    TextFeatureCache: recomputed after set_class_names or any change of the text weights).
+    applies gives exactly them. The text features are cached per label space (models.clip.ClassTexts,
+    recomputed after set_class_names or any change of the text weights).
 
 The published training losses are not used: the original's KL loss between video-text similarities
 and the ground-truth pairing matrix, and the mmaction2 port's symmetric InfoNCE over the (video,
@@ -38,16 +38,13 @@ port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chai
 resized crop. Recipe: actionclip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release,
-    resize_pos_embed, text_settings, tokenize,
-)
+from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, Transformer, clip_arguments, fit_pos_embed, read_pretrained,
+                         text_settings)
 from models.weights import _names, extract_state_dict, load_checked
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
@@ -63,15 +60,6 @@ PORT_IGNORED = ("data_preprocessor.*",)
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 class TransformerAdapter(nn.Module):
@@ -111,40 +99,29 @@ class ActionCLIP(nn.Module):
         if self.template_sampling not in ("sample", "batch"):
             raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
         self.test_logit_scale = m.get("test_logit_scale", 100.0)
-        self.templates, self.descriptions = text_settings(cfg)
+        templates, descriptions = text_settings(cfg)
         if not (cfg.get("text") or {}).get("templates"):
-            self.templates = list(TEMPLATES)
-        self._text_cache = TextFeatureCache()
+            templates = list(TEMPLATES)
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)  # [K][P]
-        tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-        self._tokens = tokens.view(len(names), -1, tokens.shape[-1]).transpose(0, 1).contiguous()  # [P, K, 77]
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.clip.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+        self.texts.set_names(names)
 
     def encode_prompts(self, which: torch.Tensor) -> torch.Tensor:
         """L2-normalised text features of templates `which` [U] for every class -> [U, K, D] (fp32)."""
-        tokens = self._tokens[which.cpu()].to(self.clip.positional_embedding.device)
+        classes = len(self.texts.names)
+        tokens = self.texts.tokens.view(classes, -1, self.texts.tokens.shape[-1])  # [K, P, 77]
+        tokens = tokens[:, which.cpu()].transpose(0, 1).to(self.clip.positional_embedding.device)
         feats = self.clip.encode_text(tokens.flatten(0, 1)).float()
-        return F.normalize(feats, dim=-1).view(len(which), len(self.class_names), -1)
+        return F.normalize(feats, dim=-1).view(len(which), classes, -1)
 
     def template_features(self) -> torch.Tensor:
-        """Cached [P, K, D] features of every template (evaluation)."""
-        device = self.clip.positional_embedding.device
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, self.text_parameters(),
-                                        lambda: self.encode_prompts(torch.arange(self._tokens.shape[0])))
+        """[P, K, D] features of every template (evaluation), cached."""
+        return self.texts.cached(self.clip, lambda: self.encode_prompts(torch.arange(self.texts.counts[0])))
 
     # -- video --------------------------------------------------------------------------------
 
@@ -163,7 +140,7 @@ class ActionCLIP(nn.Module):
 
     def train_logits(self, v: torch.Tensor) -> torch.Tensor:
         """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
-        n = self._tokens.shape[0]
+        n = self.texts.counts[0]  # prompts per class: the templates, or 1 description
         if self.template_sampling == "sample":
             drawn = torch.randint(n, (v.shape[0],))
         else:
@@ -192,16 +169,10 @@ class ActionCLIP(nn.Module):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "ActionCLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: ActionCLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ActionCLIP weights, or none")
-        return self.load_state_from(read_release(path, "ActionCLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""
@@ -229,13 +200,7 @@ class ActionCLIP(nn.Module):
         if rows is not None and rows.ndim == 2 and rows.shape[1] == own.shape[1] and rows.shape[0] > own.shape[0]:
             state[key] = rows[: own.shape[0]]
             log(f"actionclip: frame_position_embeddings of {source}: the first {own.shape[0]} of {rows.shape[0]} rows")
-        pe, own_pe = state.get("clip.visual.positional_embedding"), self.clip.visual.positional_embedding
-        if pe is not None and pe.shape[0] != own_pe.shape[0] and pe.shape[1:] == own_pe.shape[1:]:
-            try:
-                state["clip.visual.positional_embedding"] = resize_pos_embed(pe, self.clip.visual.grid)
-                log(f"actionclip: resampled visual.positional_embedding of {source} to {own_pe.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: reported as a shape mismatch
+        fit_pos_embed(state, "clip.visual.positional_embedding", self.clip.visual.grid, source, "actionclip", log=log)
         log(f"actionclip: {source} read as {kind}")
         return load_checked(self, state, source, name="actionclip", allow_missing=allow_missing,
                             allow_unexpected=allow_unexpected, log=log)

@@ -42,7 +42,7 @@ Differences from the official code, none of which changes a name or a shape:
     result, see models.clip.without_key_bias);
   * stochastic depth as the released code draws it: timm's DropPath on its sequence-first tensors
     [1 + P, B*T, D] keeps or drops a branch per token position, shared by the whole batch;
-    TokenDropPath does that on batch-first tensors;
+    DropPath(dim=1) does that on batch-first tensors;
   * temporal_embedding is resampled (linear) when the input has another frame count than built for,
     and positional_embedding (bicubic) for another input size.
 
@@ -54,15 +54,13 @@ count; every other mismatch is a one-line error; or 'none'.
 """
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from models.clip import (CLIP_MODELS, DropPath, ResidualAttentionBlock, VisionTransformer, load_clip_state_dict,
-                         resize_pos_embed)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, fit_time_embed,
+                         init_linear_and_norm, load_clip_visual_state, resample_frames)
+from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
 # name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
@@ -71,18 +69,6 @@ TRAINED = ("temporal_embedding", "ln_post", "cls_head", "Adapter")
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-class TokenDropPath(DropPath):
-    """Stochastic depth per token position (dim 1 of batch-first [N, L, ...]), shared by dim 0: what
-    timm's DropPath does to the sequence-first tensors of the released code."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.ndim - 2)).bernoulli_(keep)
-        return x * mask.div_(keep)
 
 
 class Adapter(nn.Module):
@@ -109,7 +95,7 @@ class AIMBlock(ResidualAttentionBlock):
         super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
         if num_tadapter not in (1, 2):
             raise ValueError(f"num_tadapter must be 1 or 2, got {num_tadapter}")
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.MLP_Adapter = Adapter(d_model, ratio, skip_connect=False)
         self.S_Adapter = Adapter(d_model, ratio)
         self.scale = scale
@@ -122,7 +108,7 @@ class AIMBlock(ResidualAttentionBlock):
         bt, length, d = x.shape
         b = bt // frames
         # temporal: [(B T), L, D] -> [(B L), T, D], attention over the frames of each token position
-        xt = self.ln_1(x).view(b, frames, length, d).transpose(1, 2).reshape(b * length, frames, d).contiguous()
+        xt = self.ln_1(x).view(b, frames, length, d).transpose(1, 2).reshape(b * length, frames, d)
         if self.num_tadapter == 2:
             xt = self.T_Adapter_in(xt)
         xt = self.T_Adapter(self.attention(xt))
@@ -148,17 +134,10 @@ class AIMVisionTransformer(VisionTransformer):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         x = self.embed(x)
         bt, length, d = x.shape
-        te = self.temporal_embedding
-        if te.shape[1] != frames:
-            te = resample_frames(te, frames)
+        te = resample_frames(self.temporal_embedding, frames)
         x = (x.view(bt // frames, frames, length, d) + te.unsqueeze(2)).view(bt, length, d)
         x = self.transformer(self.ln_pre(x), frames=frames)
         return self.pool(x)
-
-
-def resample_frames(te: torch.Tensor, frames: int) -> torch.Tensor:
-    """temporal_embedding [1, T, D] -> [1, frames, D] by linear interpolation."""
-    return F.interpolate(te.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
 
 
 class ClsHead(nn.Module):
@@ -199,13 +178,7 @@ class AIM(nn.Module):
     def init_weights(self) -> None:
         """The original's ViT_CLIP.init_weights before and after loading CLIP: backbone Linears
         trunc_normal(0.02) / zero bias, LayerNorms 1 / 0, and D_fc2 of every adapter zero."""
-        for mod in self.backbone.modules():
-            if isinstance(mod, nn.Linear):
-                nn.init.trunc_normal_(mod.weight, std=0.02)
-                nn.init.zeros_(mod.bias)
-            elif isinstance(mod, nn.LayerNorm):
-                nn.init.ones_(mod.weight)
-                nn.init.zeros_(mod.bias)
+        init_linear_and_norm(self.backbone)
         self.zero_adapter_outputs()
 
     def zero_adapter_outputs(self) -> None:
@@ -239,7 +212,7 @@ class AIM(nn.Module):
     # weights
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        kind, state, source = read_weights(spec)
+        kind, state, source = load_clip_visual_state(spec, "AIM", release_prefix="backbone.", log=log)
         if kind is None:
             return {"loaded": 0}
         if kind == "clip":
@@ -251,14 +224,7 @@ class AIM(nn.Module):
         adapters and temporal_embedding keep their initialisation (D_fc2 zero)."""
         visual = dict(visual)
         unused = [k for k in ("proj",) if visual.pop(k, None) is not None]
-        pe = visual.get("positional_embedding")
-        if pe is not None and pe.shape[0] != self.backbone.positional_embedding.shape[0]:
-            try:
-                visual["positional_embedding"] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to "
-                    f"{self.backbone.positional_embedding.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape mismatch
+        fit_pos_embed(visual, "positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self.backbone, visual, source, name="aim.backbone",
                               allow_missing=("temporal_embedding", "transformer.resblocks.*Adapter*"), log=log)
         if unused:
@@ -270,53 +236,11 @@ class AIM(nn.Module):
         count dropped, temporal_embedding / positional_embedding resampled to this input."""
         own = self.state_dict()
         state = dict(state)
-        dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape[0] != own[k].shape[0]
-                   and state[k].shape[1:] == own[k].shape[1:]]
-        if dropped:
-            log(f"aim: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
-                f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
-            state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
-        te, own_te = state.get("backbone.temporal_embedding"), own["backbone.temporal_embedding"]
-        if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
-            state["backbone.temporal_embedding"] = resample_frames(te, own_te.shape[1])
-            log(f"aim: temporal_embedding of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
-        pe_key = "backbone.positional_embedding"
-        pe = state.get(pe_key)
-        if pe is not None and pe.ndim == 2 and pe.shape[0] != own[pe_key].shape[0]:
-            try:
-                state[pe_key] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"aim: resampled positional_embedding of {source} from {pe.shape[0]} to {own[pe_key].shape[0]} positions")
-            except ValueError:
-                pass
+        state, dropped = drop_other_head(state, own, HEAD_KEYS, source, "aim", log=log)
+        fit_time_embed(state, own, "backbone.temporal_embedding", source, "aim", log=log)
+        fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "aim", log=log)
         report = load_checked(self, state, source, name="aim", allow_missing=HEAD_KEYS if dropped else (), log=log)
-        return {**report, "dropped_head": bool(dropped)}
-
-
-def read_weights(spec):
-    """-> (kind, state, source): ('clip', CLIP image-tower tensors without prefix, source) for a CLIP
-    name or file, ('release', state with backbone./cls_head. keys, source) for an AIM checkpoint,
-    (None, None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
-        return None, None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        state = load_clip_state_dict(spec)
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, f"CLIP {spec}"
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: AIM weights '{spec}' not found: pretrained takes a CLIP model name "
-                         f"({', '.join(CLIP_MODELS)}), the path of a CLIP or AIM checkpoint, or none")
-    state = extract_state_dict(read_checkpoint(path, "AIM weights"), str(path),
-                               containers=("state_dict", "model_state", "model"))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):
-        return "release", state, str(path)
-    if "visual.conv1.weight" in state:
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, str(path)
-    if "conv1.weight" in state and "class_embedding" in state:
-        return "clip", state, str(path)
-    raise SystemExit(f"error: {path} is neither an AIM checkpoint (backbone.* keys) nor CLIP weights "
-                     f"(visual.conv1.weight or conv1.weight); first keys: {_names(state)}")
+        return {**report, "dropped_head": dropped}
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

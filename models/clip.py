@@ -35,6 +35,8 @@ Extending the blocks (X-CLIP message tokens, EZ-CLIP prompts, AIM / UniFormerV2 
   * `VisionTransformer.forward(x, return_tokens=True)` returns (pooled features, patch tokens
     before ln_post), as X-CLIP's prompt generator needs; `embed()`, `ln_pre`, `transformer` and
     `pool()` are separate steps a subclass can re-order or extend.
+  * `MultiheadAttention.project()` and `.attend()` are the two steps of its forward, for a block that
+    changes the keys and values in between (FROSTER's neighbouring frames).
   * `CLIP.encode_text_embeddings(x, eot)` runs the text tower on given token embeddings (learned
     prompts as in ViFi-CLIP / EZ-CLIP) and takes the feature at positions `eot`.
 
@@ -44,23 +46,25 @@ models/CLIP_LICENSE) and its SHA256 is checked on first use.
 
 Class texts: `class_prompts` (templates or one description per class), `text_features` (prompt-
 averaged, normalised or raw, from prompts or kept tokens), `text_settings(cfg)` (a recipe's `text:`
-section) and `TextFeatureCache` (text features kept per label space until the text weights change).
-
-Released checkpoints that pickle more than tensors (X-CLIP's and ViFi-CLIP's yacs config) are read by
-`read_release`, which resolves only torch's weights_only globals and leaves every other object out.
+section), `TextFeatureCache` (text features kept per label space until the text weights change) and
+`ClassTexts`, which a text model owns: its label space's names, prompts and tokens, and their
+features through a CLIP text tower, cached while no gradient can reach them.
 
 Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
 default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
-archive as released, a plain state dict or {'state_dict': ...}), or 'none'. Errors are one line
-(SystemExit "error: ..."), the harness's convention.
+archive as released, a plain state dict or {'state_dict': ...}), or 'none'. A model that starts from
+CLIP reads its `pretrained` (a CLIP name, or a file of CLIP weights or of its own) with
+`read_pretrained` (the checkpoint as read) or `read_pretrained_state` (a flat fp32 state dict);
+models built on the image tower alone (vit.py, aim.py, uniformerv2.py) with `load_clip_visual_state`
+(CLIP weights, an image tower alone, or the model's own release told by a key prefix).
+`fit_pos_embed` resamples a loaded positional_embedding to the model's input size. Errors are one
+line (SystemExit "error: ..."), the harness's convention.
 """
 import gzip
 import hashlib
 import html
 import math
-import pickle
 import sys
-import types
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +75,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _is_torchscript, _names, cache_dir, download, extract_state_dict, load_checked, read_checkpoint
+from models.weights import (_names, cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint,
+                            resolve_path)
 
 MODEL_DIR = Path(__file__).resolve().parent
 
@@ -118,21 +123,39 @@ class QuickGELU(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: zero a residual branch for a random subset of the first-dim samples."""
+    """Stochastic depth: zero a residual branch for a random subset of the indices of dimension
+    `dim`, the same subset along every other dimension. dim 0: per sample (the usual); dim 1 of
+    batch-first tokens [N, L, ...]: per token position, shared by the batch, which is what timm's
+    DropPath does to the sequence-first tensors of AIM's and UniFormerV2's released code."""
 
-    def __init__(self, p: float = 0.0):
+    def __init__(self, p: float = 0.0, dim: int = 0):
         super().__init__()
-        self.p = float(p)
+        self.p, self.dim = float(p), dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        shape = [1] * x.ndim
+        shape[self.dim] = x.shape[self.dim]
+        mask = x.new_empty(shape).bernoulli_(keep)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + (f", dim={self.dim}" if self.dim else "")
+
+
+def init_linear_and_norm(module: nn.Module, std: float = 0.02) -> None:
+    """timm's ViT initialisation, as X-CLIP, AIM and TimeSformer give their modules: every Linear's
+    weight truncated normal (std 0.02) and bias zero, every LayerNorm at identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def without_key_bias(qkv_bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -158,7 +181,10 @@ class MultiheadAttention(nn.Module):
     key/value default to query (self-attention, one packed projection). attn_mask follows SDPA:
     a float mask is added to the scores, a bool mask is True where attention is ALLOWED (the
     opposite of nn.MultiheadAttention's bool masks); shape [Lq, Lk] or broadcastable to
-    [N, heads, Lq, Lk]. The key third of in_proj_bias is not applied (see without_key_bias)."""
+    [N, heads, Lq, Lk]. The key third of in_proj_bias is not applied (see without_key_bias).
+
+    forward is project() then attend(); a block that changes the keys and values in between (FROSTER's
+    neighbouring frames) calls the two itself."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -180,23 +206,38 @@ class MultiheadAttention(nn.Module):
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)  # [N, H, L, hd]
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
-                attn_mask: torch.Tensor = None, is_causal: bool = False) -> torch.Tensor:
-        bias = without_key_bias(self.in_proj_bias)
+    def project(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
+                key_bias: bool = False) -> tuple:
+        """The input projections of query, key, value [N, L, D] -> q, k, v [N, heads, L, head_dim].
+        key/value default as in forward. key_bias=True applies the key third of in_proj_bias too,
+        which matters only where keys are added that no projection made (FROSTER's zero keys)."""
+        bias = self.in_proj_bias if key_bias else without_key_bias(self.in_proj_bias)
+        # F.linear on a strided 3-D input (e.g. tokens regrouped per position, batch size 1) falls
+        # back to a batched matmul several times slower than the single matmul of a contiguous one
+        query = query.contiguous()
         if key is None and value is None:
             q, k, v = F.linear(query, self.in_proj_weight, bias).chunk(3, dim=-1)
         else:
-            key = query if key is None else key
-            value = key if value is None else value
+            key = query if key is None else key.contiguous()
+            value = key if value is None else value.contiguous()
             ws = self.in_proj_weight.chunk(3)
             bs = bias.chunk(3) if bias is not None else (None,) * 3
             q, k, v = (F.linear(t, w, b) for t, w, b in zip((query, key, value), ws, bs))
-        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor = None,
+               is_causal: bool = False) -> torch.Tensor:
+        """SDPA of projected q, k, v [N, heads, L, head_dim] (masks as in forward), heads merged,
+        out_proj -> [N, Lq, D]."""
         if attn_mask is not None and attn_mask.is_floating_point():
             attn_mask = attn_mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(-3, -2).flatten(-2))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor = None, value: torch.Tensor = None,
+                attn_mask: torch.Tensor = None, is_causal: bool = False) -> torch.Tensor:
+        return self.attend(*self.project(query, key, value), attn_mask=attn_mask, is_causal=is_causal)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -280,6 +321,29 @@ def resize_pos_embed(pos: torch.Tensor, grid, prefix: int = 1, mode: str = "bicu
     body = F.interpolate(body, size=(h, w), mode=mode, **kw).to(pos.dtype)
     body = body.permute(0, 2, 3, 1).reshape(1, h * w, d)
     return torch.cat([head, body], dim=1).reshape(*lead, prefix + h * w, d)
+
+
+def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
+    """A time embedding [..., T, D] linearly interpolated along T to [..., frames, D]
+    (align_corners=False, computed in fp32)."""
+    if t.shape[-2] == frames:
+        return t
+    lead, old, d = t.shape[:-2], t.shape[-2], t.shape[-1]
+    x = t.reshape(-1, old, d).transpose(1, 2).float()
+    x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
+    return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
+
+
+def fit_time_embed(state: dict, own: dict, key: str, source: str, name: str, log=_log) -> None:
+    """Resample state[key], a time embedding [..., T', D] for another frame count than the model's
+    own[key] [..., T, D] (own: its state dict), in place to T frames (resample_frames, in fp32), with
+    a log line. One whose other dimensions differ is left as it is, for load_checked to report."""
+    t, mine = state.get(key), own.get(key)
+    if t is None or mine is None or t.ndim != mine.ndim or t.shape[-2] == mine.shape[-2] \
+            or t.shape[:-2] != mine.shape[:-2] or t.shape[-1] != mine.shape[-1]:
+        return
+    state[key] = resample_frames(t.float(), mine.shape[-2])
+    log(f"{name}: resampled {key} of {source} from {t.shape[-2]} to {mine.shape[-2]} frames")
 
 
 class VisionTransformer(nn.Module):
@@ -386,11 +450,25 @@ class CLIP(nn.Module):
         """token ids [N, L] (tokenize()) -> [N, embed_dim]; the end-of-text token has the largest id."""
         return self.encode_text_embeddings(self.token_embedding(text), text.argmax(dim=-1))
 
+    def text_parameters(self) -> list:
+        """The parameters encode_text depends on: the text tower (e.g. to key cached text features)."""
+        return [*self.transformer.parameters(), self.token_embedding.weight, self.positional_embedding,
+                *self.ln_final.parameters(), self.text_projection]
+
     def forward(self, image: torch.Tensor, text: torch.Tensor):
         image_features = F.normalize(self.encode_image(image), dim=-1)
         text_features = F.normalize(self.encode_text(text), dim=-1)
         logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
         return logits_per_image, logits_per_image.t()
+
+
+def clip_arguments(m: dict, image_size: int) -> dict:
+    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
+    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
+                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
+                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
+                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
+                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 def clip_config(state_dict: dict) -> dict:
@@ -572,24 +650,31 @@ def text_features(encode_text: Callable, prompts: list, device=None, truncate: b
     if normalize:
         feats = F.normalize(feats, dim=-1)
     counts = [len(per_class) for per_class in prompts]
+    if max(counts) == 1:
+        return feats  # one prompt per class: nothing to average
     per_class = torch.stack([chunk.mean(0) for chunk in feats.split(counts)])
     return F.normalize(per_class, dim=-1) if normalize else per_class
 
 
 def text_settings(cfg: dict) -> tuple:
     """(templates, descriptions) of a recipe's `text` section: `templates` (default ["{}"]) and, when
-    `descriptions` names a CSV (see data.hierarchy.load_descriptions), {class name: description},
-    which then replaces the templates (one prompt per class); else None."""
+    `descriptions` names a CSV (see data.hierarchy.load_descriptions) for every task, or one per task
+    ({coarse: path, fine: path}, the recipe's `task`, default coarse), {class name: description},
+    which then replaces the templates (one prompt per class); else None. A relative path not found
+    from the working directory is taken from the repository root."""
     section = cfg.get("text") or {}
     templates = list(section.get("templates") or ["{}"])
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if bad:
         raise SystemExit(f"error: text.templates: every template needs exactly one {{}} for the class name, got {bad[0]!r}")
+    spec = section.get("descriptions")
+    if isinstance(spec, dict):
+        spec = spec.get(cfg.get("task", "coarse"))
     descriptions = None
-    if section.get("descriptions"):
+    if spec:
         from data.hierarchy import load_descriptions
 
-        descriptions = load_descriptions(section["descriptions"])
+        descriptions = load_descriptions(resolve_path(spec))
     return templates, descriptions
 
 
@@ -621,12 +706,52 @@ class TextFeatureCache:
         return self._value
 
 
+class ClassTexts:
+    """What a text model embeds for its label space, and the embeddings, cached.
+
+    names; prompts (class_prompts of the names with `templates` or `descriptions`, as text_settings
+    returns them); counts (prompts per class); tokens (tokenize() of every prompt, once per label
+    space: tokenising is Python work, too slow to repeat at every step), all set by set_names(names).
+
+    features(clip, normalize) -> text_features of the prompts through clip's text tower [K, D] fp32.
+    cached(clip, compute) -> compute() for features computed another way. Either recomputes with the
+    autograd graph while a gradient can reach the text tower (gradients enabled and one of
+    clip.text_parameters() requires grad); otherwise the value is computed once under no_grad and
+    kept in a TextFeatureCache (`cache`, default self.cache: one per text tower) until the names,
+    the autocast state or a text weight change."""
+
+    def __init__(self, templates: Sequence[str] = ("{}",), descriptions: dict = None):
+        self.templates, self.descriptions = list(templates), descriptions
+        self.names, self.prompts, self.counts, self.tokens = [], [], [], None
+        self.cache = TextFeatureCache()
+
+    def set_names(self, names) -> None:
+        names = list(names)
+        if not names:
+            raise ValueError("set_class_names needs at least one class name")
+        self.names = names
+        self.prompts = class_prompts(names, self.templates, self.descriptions)
+        self.counts = [len(p) for p in self.prompts]
+        self.tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
+
+    def features(self, clip: "CLIP", normalize: bool = True, cache: TextFeatureCache = None) -> torch.Tensor:
+        def compute():
+            self.tokens = self.tokens.to(clip.positional_embedding.device)  # copied once per label space
+            return text_features(clip.encode_text, self.prompts, normalize=normalize, tokens=self.tokens)
+
+        return self.cached(clip, compute, cache)
+
+    def cached(self, clip: "CLIP", compute: Callable, cache: TextFeatureCache = None):
+        params = clip.text_parameters()
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return compute()
+        key = (tuple(self.names), torch.is_autocast_enabled(clip.positional_embedding.device.type))
+        with torch.no_grad():
+            return (self.cache if cache is None else cache).get(key, params, compute)
+
+
 # ---------------------------------------------------------------------------------------------
 # CLIP weights
-
-
-def _is_none(spec) -> bool:
-    return spec is None or spec is False or (isinstance(spec, str) and spec.strip().lower() in ("", "none"))
 
 
 def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
@@ -636,15 +761,12 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
     a file path (the released TorchScript archive, a plain state dict, or {'state_dict': ...} /
     {'model': ...}), or 'none'. The archive's 0-dim extras (input_resolution, context_length,
     vocab_size) are dropped."""
-    if _is_none(spec):
+    if no_weights(spec):
         return None
     spec = str(spec)
     if spec in CLIP_MODELS:
         url = CLIP_MODELS[spec]
-        filename = url.rsplit("/", 1)[-1]
-        hint = (f"put a copy of {filename} on this machine and pass it as `pretrained: /path/to/{filename}` "
-                f"(or --set pretrained=/path/to/{filename}), or train from scratch with `pretrained: none`")
-        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", hint, log=log)
+        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", log=log)
         source = f"CLIP {spec} ({path})"
     else:
         path = Path(spec).expanduser()
@@ -652,85 +774,90 @@ def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
             raise SystemExit(f"error: CLIP weights '{spec}' not found: pretrained takes a released model name "
                              f"({', '.join(CLIP_MODELS)}), the path of a weights file, or none")
         source = str(path)
-    state = extract_state_dict(read_checkpoint(path, "CLIP weights"), source)
+    state = extract_state_dict(read_checkpoint(path, "CLIP weights", log=log), source)
     for k in JIT_EXTRAS:
         state.pop(k, None)
+    _require_vit(state, source)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _require_vit(state: dict, source: str) -> None:
     if "visual.conv1.weight" not in state or "visual.positional_embedding" not in state:
         hint = " (a ResNet CLIP; only ViT towers are implemented)" if "visual.layer1.0.conv1.weight" in state else ""
         raise SystemExit(f"error: {source} holds no OpenAI CLIP ViT weights{hint}: no visual.conv1.weight "
                          f"(first keys: {_names(state)})")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-class _Opaque(dict):
-    """Stands in for an object of a checkpoint that is neither a tensor nor a plain container (a
-    pickled yacs config, a numpy scalar, ...): an empty dict that accepts and ignores any arguments
-    and state, so unpickling it runs no code of the original class."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def __setstate__(self, state):
-        pass
-
-    def append(self, item):
-        pass
-
-    def extend(self, items):
-        pass
-
-
-class _InertUnpickler(pickle.Unpickler):
-    """Resolves only the globals torch's weights_only loader allows (tensor rebuilders, dtypes,
-    OrderedDict, ...); every other global becomes an _Opaque subclass of the same name."""
-
-    def find_class(self, module: str, name: str):
-        from torch import _weights_only_unpickler
-
-        allowed = _weights_only_unpickler._get_allowed_globals()
-        full = f"{module}.{name}"
-        if full in allowed:
-            return allowed[full]
-        return type(name, (_Opaque,), {"__module__": module, "__qualname__": name})
-
-
-_inert_pickle = types.ModuleType("inert_pickle")
-_inert_pickle.Unpickler = _InertUnpickler
-_inert_pickle.load = lambda f, **kwargs: _InertUnpickler(f, **kwargs).load()
-
-
-def read_release(path, what: str = "checkpoint", log=_log):
-    """Read a released checkpoint on the CPU, including training checkpoints that pickle more than
-    tensors (X-CLIP and ViFi-CLIP save their yacs config, optimizer and scheduler beside the weights,
-    which torch.load(weights_only=True) refuses). A TorchScript archive or a file weights_only can
-    read goes through models.weights.read_checkpoint; otherwise the file is unpickled with only
-    torch's weights_only globals resolved and every other object replaced by an inert stand-in (no
-    code of the original classes runs), and the replaced names are logged. Errors are one line."""
-    path = Path(path).expanduser()
+def read_pretrained(spec, model: str, log=_log) -> tuple:
+    """A recipe's `pretrained` for a model that starts from OpenAI CLIP -> (checkpoint, source): the
+    state dict of a released CLIP name (load_clip_state_dict), or what a file holds
+    (models.weights.read_checkpoint; a relative path not found here is taken from the repository
+    root); (None, None) for 'none'. `model` names the model's own weights in messages."""
+    if no_weights(spec):
+        return None, None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+    path = resolve_path(spec)
     if not path.is_file():
-        raise SystemExit(f"error: {what} '{path}' not found")
-    if _is_torchscript(path):
-        return read_checkpoint(path, what)
+        raise SystemExit(f"error: {model} weights '{spec}' not found: give a CLIP name ({', '.join(CLIP_MODELS)}), "
+                         f"the path of CLIP or {model} weights, or none")
+    return read_checkpoint(path, f"{model} weights", log=log), str(path)
+
+
+def read_pretrained_state(spec, model: str, containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
+    """read_pretrained's checkpoint as a flat fp32 state dict (models.weights.extract_state_dict, from
+    the first of `containers` that holds one; TorchScript's extras left out) -> (state, source);
+    (None, None) for 'none'."""
+    obj, source = read_pretrained(spec, model, log=log)
+    if source is None:
+        return None, None
+    state = extract_state_dict(obj, source, containers=containers)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k not in JIT_EXTRAS}, source
+
+
+def load_clip_visual_state(spec, model: str, release_prefix: str = None,
+                           containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
+    """A recipe's `pretrained` for a model built on CLIP's image tower -> (kind, state, source):
+
+      ('clip', the image tower's tensors without the `visual.` prefix, source) for a released CLIP
+          name, a CLIP file (the TorchScript archive or a state dict) or a file of the image tower
+          alone (conv1.weight, class_embedding, ...: the original UniFormerV2's vit_b16.pth,
+          mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
+      ('release', the state dict as it is, source) for a checkpoint of the model itself, told by keys
+          starting with `release_prefix` (e.g. 'backbone.'); None: the model has no such checkpoints;
+      (None, None, None) for 'none'.
+    Read with read_pretrained_state (fp32, from the first of `containers` holding a state dict)."""
+    state, source = read_pretrained_state(spec, model, containers, log=log)
+    if source is None:
+        return None, None, None
+    if release_prefix and any(k.startswith(release_prefix) for k in state):
+        return "release", state, source
+    if "visual.conv1.weight" not in state:
+        if "conv1.weight" in state and "class_embedding" in state:
+            return "clip", state, source
+        what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
+        raise SystemExit(f"error: {source} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
+                         f"first keys: {_names(state)}")
+    _require_vit(state, source)
+    text = [k for k in state if not k.startswith("visual.")]
+    if text:
+        log(f"{model.lower()}: the {len(text)} text-tower tensors of {source} are not used")
+    return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, source
+
+
+def fit_pos_embed(state: dict, key: str, grid: int, source: str, name: str, log=_log) -> None:
+    """Resample state[key], a positional embedding [..., 1 + g*g, D] for another input size, in place
+    to 1 + grid*grid positions (resize_pos_embed, bicubic), with a log line. One whose rows are not
+    1 + a square grid is left as it is, for load_checked to report."""
+    pe = state.get(key)
+    if pe is None or pe.ndim < 2 or pe.shape[-2] == 1 + grid * grid:
+        return
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # objects beyond tensors and containers: read below with inert stand-ins
-    except Exception:  # noqa: BLE001 - read_checkpoint gives the one-line explanation
-        return read_checkpoint(path, what)
-    try:
-        others = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - only used for the log line
-        others = []
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
-    except Exception as e:  # noqa: BLE001 - every reader failure gets the same one-line explanation
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise SystemExit(f"error: cannot read {what} {path} ({type(e).__name__}: {first}); expected a PyTorch "
-                         f"checkpoint") from None
-    if others:
-        log(f"{path.name}: read without running its {len(others)} non-tensor classes ({_names(others)}); "
-            f"their objects are left out")
-    return obj
+        state[key] = resize_pos_embed(pe, grid)
+    except ValueError:
+        return
+    log(f"{name}: resampled {key} of {source} from {pe.shape[-2]} to {state[key].shape[-2]} positions")
 
 
 def load_clip(spec="ViT-B/16", config: dict = None, log=_log, **kwargs) -> CLIP:

@@ -59,17 +59,15 @@ Deviations from the published code (none changes a parameter name or shape):
 import math
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ResidualAttentionBlock, class_prompts, load_clip_state_dict,
-                         resize_pos_embed, tokenize)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, fit_time_embed, read_pretrained_state,
+                         text_settings)
+from models.weights import _names, load_checked
 
-REPO = Path(__file__).resolve().parents[1]
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
 
 
@@ -144,52 +142,6 @@ def motion_loss(frames: torch.Tensor) -> torch.Tensor:
     return 1.0 / (c + v + 1.0)
 
 
-def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
-    """[..., T, D] -> [..., frames, D], linear interpolation along T."""
-    lead, old, d = t.shape[:-2], t.shape[-2], t.shape[-1]
-    x = t.reshape(-1, old, d).transpose(1, 2).float()
-    x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
-    return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# class texts
-
-
-def resolve_path(path) -> Path:
-    """A path as given, else relative to the repository root."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
-
-
-def task_descriptions(cfg_text: dict, task: str):
-    """{name: text} for the task from `text.descriptions` (a CSV path for every task, or
-    {coarse: path, fine: path}), or None when the task has no file."""
-    from data.hierarchy import load_descriptions
-
-    spec = (cfg_text or {}).get("descriptions")
-    if isinstance(spec, dict):
-        spec = spec.get(task)
-    return load_descriptions(resolve_path(spec)) if spec else None
-
-
-class ClassTexts:
-    """The prompts of a label space, tokenised once: tokens [N, 77] and the prompts per class."""
-
-    def __init__(self, names, templates, descriptions):
-        self.names = list(names)
-        prompts = class_prompts(self.names, templates, descriptions)
-        self.counts = [len(p) for p in prompts]
-        self.tokens = tokenize([t for p in prompts for t in p], truncate=True)
-
-    def features(self, encode_text, tokens: torch.Tensor) -> torch.Tensor:
-        """L2-normalised per-prompt features averaged per class, normalised again -> [K, D] fp32."""
-        feats = F.normalize(encode_text(tokens).float(), dim=-1)
-        if max(self.counts) == 1:
-            return feats
-        return F.normalize(torch.stack([c.mean(0) for c in feats.split(self.counts)]), dim=-1)
-
-
 # ---------------------------------------------------------------------------------------------
 # the model
 
@@ -228,31 +180,18 @@ class EZCLIP(CLIP):
         for name, p in self.named_parameters():
             trainable = "prompt" in name or "Adapter" in name
             p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
-        self.cfg_text = dict(cfg.get("text") or {})
-        self.task = cfg.get("task", "coarse")
-        self.register_buffer("class_tokens", torch.zeros(0, self.context_length, dtype=torch.long), persistent=False)
-        self.texts, self._text_cache = None, None
+        self.texts = ClassTexts(*text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text side ----------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space (fine base-to-novel: the other set's classes)."""
-        self.texts = ClassTexts(names, self.cfg_text.get("templates") or ["{}"],
-                                task_descriptions(self.cfg_text, self.task))
-        self.class_tokens = self.texts.tokens.to(self.token_embedding.weight.device)
-        self._text_cache = None
+        self.texts.set_names(names)
 
     def class_features(self) -> torch.Tensor:
         """Normalised class-text features [K, D] (fp32), cached while no gradient can reach them."""
-        params = [p for n, p in self.named_parameters() if not n.startswith("visual.")]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return self.texts.features(self.encode_text, self.class_tokens)
-        key = (tuple(p._version for p in params), self.class_tokens.device)
-        if self._text_cache is None or self._text_cache[0] != key:
-            with torch.no_grad():
-                self._text_cache = (key, self.texts.features(self.encode_text, self.class_tokens))
-        return self._text_cache[1]
+        return self.texts.features(self)
 
     # -- image side ---------------------------------------------------------------------------
 
@@ -293,32 +232,14 @@ class EZCLIP(CLIP):
 
     def load_pretrained(self, spec, log=_log) -> dict:
         """OpenAI CLIP weights (name or file) or an EZ-CLIP release file; see the module docstring."""
-        if spec is None or str(spec).strip().lower() in ("", "none"):
+        state, source = read_pretrained_state(spec, "EZ-CLIP", RELEASE_CONTAINERS, log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            state, source = load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-        else:
-            path = resolve_path(spec)
-            source = str(path)
-            state = extract_state_dict(read_checkpoint(path, "EZ-CLIP/CLIP weights"), source, RELEASE_CONTAINERS)
-            for k in JIT_EXTRAS:
-                state.pop(k, None)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         release = any("Adapter" in k or "T_prompt" in k or k == "visual.temporal_embedding" for k in state)
         own = self.state_dict()
         for key in ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings"):
-            if key in state and key in own and state[key].ndim == 3 and state[key].shape[0] == own[key].shape[0] \
-                    and state[key].shape[1] != self.frames and state[key].shape[2] == own[key].shape[2]:
-                log(f"ezclip: resampled {key} of {source} from {state[key].shape[1]} to {self.frames} frames")
-                state[key] = resample_frames(state[key], self.frames)
-        pe = state.get("visual.positional_embedding")
-        if pe is not None and pe.shape[0] != self.visual.positional_embedding.shape[0]:
-            try:
-                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                log(f"ezclip: resampled visual.positional_embedding of {source} to input size {self.visual.input_resolution}")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape
+            fit_time_embed(state, own, key, source, "ezclip", log=log)
+        fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "ezclip", log=log)
         if "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")
         allow = () if release else ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings", "*.Adapter.*")

@@ -62,26 +62,21 @@ and the exact distance are not in the release and are our reading of the paper; 
 only serve the loss, so released weights evaluate identically whatever they are.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, CLIP_MODELS, JIT_EXTRAS, ResidualAttentionBlock, class_prompts, load_clip_state_dict,
-                         resize_pos_embed, tokenize)
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, fit_pos_embed,
+                         read_pretrained_state, text_settings)
+from models.weights import _names, load_checked, no_weights
 
-REPO = Path(__file__).resolve().parents[1]
 TEACHER = "raw_model."
+RELEASE_CONTAINERS = ("model_state", "state_dict", "model", "model_state_dict")
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def _is_none(spec) -> bool:
-    return spec is None or spec is False or str(spec).strip().lower() in ("", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,14 +84,13 @@ def _is_none(spec) -> bool:
 
 
 def neighbour_view(t: torch.Tensor, frames: int) -> torch.Tensor:
-    """Keys or values [B*T, L, D] -> [B*T, 3L, D]: those of frame t+1, frame t-1 (zeros where the
-    video has no such frame) and frame t itself."""
-    n, length, d = t.shape
-    t = t.view(n // frames, frames, length, d)
-    zero = t.new_zeros(t.shape[0], 1, length, d)
+    """Keys or values [B*T, heads, L, d] -> [B*T, heads, 3L, d]: those of frame t+1, frame t-1 (zeros
+    where the video has no such frame) and frame t itself."""
+    t = t.unflatten(0, (-1, frames))
+    zero = torch.zeros_like(t[:, :1])
     after = torch.cat([t[:, 1:], zero], dim=1)
     before = torch.cat([zero, t[:, :-1]], dim=1)
-    return torch.cat([after, before, t], dim=2).view(n, 3 * length, d)
+    return torch.cat([after, before, t], dim=-2).flatten(0, 1)
 
 
 class ExpandedViewBlock(ResidualAttentionBlock):
@@ -104,12 +98,8 @@ class ExpandedViewBlock(ResidualAttentionBlock):
     expand_temporal_view). forward(x [B*T, L, D], frames=T); no new parameters."""
 
     def attention(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
-        attn = self.attn
-        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # full bias: see docstring
-        k, v = neighbour_view(k, frames), neighbour_view(v, frames)
-        q, k, v = attn._split_heads(q), attn._split_heads(k), attn._split_heads(v)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return attn.out_proj(out.transpose(-3, -2).flatten(-2))
+        q, k, v = self.attn.project(x, key_bias=True)  # full bias: see the module docstring
+        return self.attn.attend(q, neighbour_view(k, frames), neighbour_view(v, frames))
 
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         x = x + self.drop_path(self.attention(self.ln_1(x), frames))
@@ -125,35 +115,6 @@ class ResidualProjector(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + super().forward(x)
-
-
-# ---------------------------------------------------------------------------------------------
-# class texts
-
-
-def resolve_path(path) -> Path:
-    """A path as given, else relative to the repository root."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() or not (REPO / p).exists() else REPO / p
-
-
-def task_descriptions(cfg_text: dict, task: str):
-    """{name: text} for the task from `text.descriptions` (a CSV path for every task, or
-    {coarse: path, fine: path}), or None when the task has no file."""
-    from data.hierarchy import load_descriptions
-
-    spec = (cfg_text or {}).get("descriptions")
-    if isinstance(spec, dict):
-        spec = spec.get(task)
-    return load_descriptions(resolve_path(spec)) if spec else None
-
-
-def pooled_text(encode_text, tokens: torch.Tensor, counts: list) -> torch.Tensor:
-    """Unit-length features of every prompt, averaged per class and normalised again -> [K, D] fp32."""
-    feats = F.normalize(encode_text(tokens).float(), dim=-1)
-    if max(counts) == 1:
-        return feats
-    return F.normalize(torch.stack([c.mean(0) for c in feats.split(counts)]), dim=-1)
 
 
 def clip_dims(cfg: dict) -> dict:
@@ -199,10 +160,8 @@ class FROSTER(nn.Module):
         self.register_load_state_dict_post_hook(_teacher_never_missing)
         self._ddp_params_and_buffers_to_ignore = [TEACHER + n for n, _ in self.raw_model.named_parameters()] + \
             [TEACHER + n for n, _ in self.raw_model.named_buffers()]
-        self.cfg_text = dict(cfg.get("text") or {})
-        self.task = cfg.get("task", "coarse")
-        self.register_buffer("class_tokens", torch.zeros(0, dims["context_length"], dtype=torch.long), persistent=False)
-        self.counts, self._cache, self._label_space = [], {}, 0
+        self.texts = ClassTexts(*text_settings(cfg))
+        self.teacher_text_cache = TextFeatureCache()  # the teacher's features of self.texts
         self.set_class_names(class_names)
 
     def train(self, mode: bool = True):
@@ -214,31 +173,14 @@ class FROSTER(nn.Module):
 
     def set_class_names(self, names) -> None:
         """Switch the label space (fine base-to-novel: the other set's classes)."""
-        self.class_names = list(names)
-        prompts = class_prompts(self.class_names, self.cfg_text.get("templates") or ["{}"],
-                                task_descriptions(self.cfg_text, self.task))
-        self.counts = [len(p) for p in prompts]
-        tokens = tokenize([t for p in prompts for t in p], truncate=True)
-        self.class_tokens = tokens.to(self.model.token_embedding.weight.device)
-        self._cache = {}
-        self._label_space += 1
-
-    def _text(self, clip: CLIP, tag: str) -> torch.Tensor:
-        params = [p for n, p in clip.named_parameters() if not n.startswith("visual.")]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return pooled_text(clip.encode_text, self.class_tokens, self.counts)
-        key = (self._label_space, self.class_tokens.device, tuple(p._version for p in params))
-        if self._cache.get(tag, (None,))[0] != key:
-            with torch.no_grad():
-                self._cache[tag] = (key, pooled_text(clip.encode_text, self.class_tokens, self.counts))
-        return self._cache[tag][1]
+        self.texts.set_names(names)
 
     def class_features(self) -> torch.Tensor:
         """The student's unit-length class-text features [K, D]."""
-        return self._text(self.model, "student")
+        return self.texts.features(self.model)
 
     def teacher_class_features(self) -> torch.Tensor:
-        return self._text(self.raw_model, "teacher")
+        return self.texts.features(self.raw_model, cache=self.teacher_text_cache)
 
     # -- image side ---------------------------------------------------------------------------
 
@@ -288,8 +230,8 @@ class FROSTER(nn.Module):
         `teacher_spec` (CLIP weights), else a copy of the student. See the module docstring."""
         report, clip_states = {"loaded": 0}, {}
         raw = None
-        if not _is_none(spec):
-            state, source = self._read(spec, log)
+        state, source = read_pretrained_state(spec, "FROSTER", RELEASE_CONTAINERS, log=log)
+        if source is not None:
             if any(k.startswith("model.") for k in state):  # a FROSTER release
                 student = self._fit({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, source, log)
                 own = {f"model.{k}": v for k, v in student.items()}
@@ -302,13 +244,13 @@ class FROSTER(nn.Module):
                 clip_states[str(spec)] = state
                 report = load_checked(self.model, self._fit(state, source, log), source, name="froster.model", log=log)
                 log("froster: projectors start as the identity (not in CLIP weights)")
-        if raw is None and not _is_none(teacher_spec):
+        if raw is None and not no_weights(teacher_spec):
             teacher_spec = str(teacher_spec)
             state = clip_states.get(teacher_spec)
             if state is None:
-                state, _ = self._read(teacher_spec, log)
+                state, _ = read_pretrained_state(teacher_spec, "FROSTER teacher", RELEASE_CONTAINERS, log=log)
             raw = (state, f"CLIP weights {teacher_spec}")
-            if not _is_none(spec) and str(spec) != teacher_spec:
+            if not no_weights(spec) and str(spec) != teacher_spec:
                 log(f"froster: the teacher (raw_model) is not in {spec}; filled from CLIP weights {teacher_spec}")
         if raw is None:
             self.raw_model.load_state_dict(self.model.state_dict())
@@ -317,29 +259,12 @@ class FROSTER(nn.Module):
             load_checked(self.raw_model, self._fit(raw[0], raw[1], log), raw[1], name="froster.raw_model", log=log)
         return report
 
-    def _read(self, spec, log):
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-        path = resolve_path(spec)
-        state = extract_state_dict(read_checkpoint(path, "FROSTER/CLIP weights"), str(path),
-                                   ("model_state", "state_dict", "model", "model_state_dict"))
-        for k in JIT_EXTRAS:
-            state.pop(k, None)
-        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path)
-
     def _fit(self, state: dict, source: str, log) -> dict:
         """A CLIP state dict with positional_embedding resampled to this input size."""
         if "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {_names(state)})")
-        pe = state.get("visual.positional_embedding")
-        if pe is not None and pe.shape[0] != self.model.visual.positional_embedding.shape[0]:
-            try:
-                state = {**state, "visual.positional_embedding": resize_pos_embed(pe, self.model.visual.grid)}
-                log(f"froster: resampled visual.positional_embedding of {source} to input size "
-                    f"{self.model.visual.input_resolution}")
-            except ValueError:
-                pass
+        state = dict(state)  # the caller may load the same tensors into the teacher
+        fit_pos_embed(state, "visual.positional_embedding", self.model.visual.grid, source, "froster", log=log)
         return state
 
 

@@ -50,8 +50,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import DropPath, resize_pos_embed, without_key_bias
-from models.weights import cache_dir, download, extract_state_dict, load_checked, read_checkpoint
+from models.clip import DropPath, fit_pos_embed, init_linear_and_norm, resize_pos_embed, without_key_bias
+from models.weights import cache_dir, download, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
@@ -169,14 +169,7 @@ class VisionTransformer(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         for blk in list(self.blocks)[1:]:
             nn.init.zeros_(blk.temporal_fc.weight)
             nn.init.zeros_(blk.temporal_fc.bias)
@@ -243,22 +236,19 @@ class TimeSformer(nn.Module):
 
 def read_timesformer_weights(spec, log=_log):
     """(state dict with `model.` keys, source) for a pretrained spec; (None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+    if no_weights(spec):
         return None, None
     spec = str(spec)
     if spec in IMAGENET_NAMES:
-        name = IMAGENET_URL.rsplit("/", 1)[-1]
-        hint = (f"put a copy of {name} on this machine and pass it as `pretrained: /path/to/{name}` "
-                f"(or --set pretrained=/path/to/{name}), or train from scratch with `pretrained: none`")
-        path = download(IMAGENET_URL, name.rsplit("-", 1)[-1].split(".")[0], cache_dir("timm"),
-                        "the ImageNet ViT-B/16 weights", hint, log=log)
+        sha256_prefix = IMAGENET_URL.rsplit("-", 1)[-1].split(".")[0]  # jx_vit_base_p16_224-80ecf9dd.pth
+        path = download(IMAGENET_URL, sha256_prefix, cache_dir("timm"), "the ImageNet ViT-B/16 weights", log=log)
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise SystemExit(f"error: TimeSformer weights '{spec}' not found: pretrained takes 'imagenet', the path of a "
                              f"TimeSformer .pyth or ViT state dict, or none")
     source = str(path)
-    state = extract_state_dict(read_checkpoint(path, "TimeSformer weights"), source,
+    state = extract_state_dict(read_checkpoint(path, "TimeSformer weights", log=log), source,
                                containers=("model_state", "state_dict", "model"))
     if not any(k.startswith("model.") for k in state):
         state = {"model." + k: v for k, v in state.items()}
@@ -297,19 +287,8 @@ def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
     if te is not None and te.ndim == 3 and te.shape[1] != own_te.shape[1] and te.shape[2] == own_te.shape[2]:
         state["model.time_embed"] = F.interpolate(te.transpose(1, 2), size=own_te.shape[1], mode="nearest").transpose(1, 2)
         log(f"timesformer: time_embed of {source} resampled from {te.shape[1]} to {own_te.shape[1]} frames")
-    pe, own_pe = state.get("model.pos_embed"), own["model.pos_embed"]
-    if pe is not None and pe.ndim == 3 and pe.shape[1] != own_pe.shape[1] and pe.shape[2] == own_pe.shape[2]:
-        try:
-            state["model.pos_embed"] = resize_pos_embed(pe, model.model.grid)
-            log(f"timesformer: pos_embed of {source} resampled from {pe.shape[1]} to {own_pe.shape[1]} positions")
-        except ValueError:
-            pass  # not a square grid: reported as a shape mismatch below
-    head = ("model.head.weight", "model.head.bias")
-    if all(k in state for k in head) and state[head[0]].shape != own[head[0]].shape \
-            and state[head[0]].shape[1:] == own[head[0]].shape[1:]:
-        log(f"timesformer: dropping the {state[head[0]].shape[0]}-class head of {source}; this model has "
-            f"{own[head[0]].shape[0]} classes, its head stays freshly initialised")
-        state = {k: v for k, v in state.items() if k not in head}
+    fit_pos_embed(state, "model.pos_embed", model.model.grid, source, "timesformer", log=log)
+    state, _ = drop_other_head(state, own, ("model.head.weight", "model.head.bias"), source, "timesformer", log=log)
     allow_missing = ["model.head.*"]
     if "ImageNet" in source:
         allow_missing += ["model.time_embed", "model.blocks.*.temporal_fc.*"]

@@ -40,7 +40,7 @@ Differences from the official code, none of which changes a name or a shape:
     conv as a 3-tap sum. Same function, no [N, C, T, H, W] permutes;
   * stochastic depth as the released code draws it: timm's DropPath on sequence-first tensors
     [L, N*T, D] keeps or drops a residual branch per token position, shared by the whole batch (for
-    the global blocks, whose query is [1, N, D], the whole batch at once); TokenDropPath below does
+    the global blocks, whose query is [1, N, D], the whole batch at once); DropPath(dim=1) does
     the same on batch-first tensors. The local MHRA branch drops per clip, as there;
   * the frame count and grid come from the input (the original fixes T at build time), and the
     positional embedding is resampled (bicubic) for another input size;
@@ -63,7 +63,6 @@ Pretrained (recipe key `pretrained`):
 import sys
 from collections import OrderedDict
 from functools import partial
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -71,10 +70,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import (CLIP_MODELS, DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-                         Transformer, load_clip_state_dict, resize_pos_embed)
+from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
+                         fit_pos_embed, load_clip_visual_state, resize_pos_embed)
 from models.video_common import checkpointed
-from models.weights import _names, extract_state_dict, load_checked, read_checkpoint
+from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -86,18 +85,6 @@ NEW_MODULES = ("transformer.resblocks.*.lmhra*", "transformer.temporal_cls_token
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-class TokenDropPath(DropPath):
-    """Stochastic depth per token position (dim 1 of batch-first [N, L, ...]), shared by dim 0: what
-    timm's DropPath does to the sequence-first tensors of the released code."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.ndim - 2)).bernoulli_(keep)
-        return x * mask.div_(keep)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +136,7 @@ class LocalUniBlock(ResidualAttentionBlock):
     def __init__(self, d_model: int, n_head: int, attn_mask=None, causal: bool = False, drop_path: float = 0.0,
                  layer: int = 0, *, lmhra: int = 0, dw_reduction: float = 1.5):
         super().__init__(d_model, n_head, attn_mask=attn_mask, causal=causal, drop_path=drop_path, layer=layer)
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.drop_path_clip = DropPath(drop_path)  # the local MHRA branch: one draw per clip
         if lmhra >= 1:
             self.lmhra1 = LocalMHRA(d_model, dw_reduction)
@@ -181,7 +168,7 @@ class GlobalUniBlock(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, mlp_factor: float = 4.0, dropout: float = 0.0, drop_path: float = 0.0):
         super().__init__()
-        self.drop_path = TokenDropPath(drop_path)
+        self.drop_path = DropPath(drop_path, dim=1)
         self.attn = MultiheadAttention(d_model, n_head)
         self.ln_1 = LayerNorm(d_model)
         hidden = round(mlp_factor * d_model)
@@ -337,7 +324,8 @@ class UniFormerV2(nn.Module):
     # weights
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        kind, state, source = read_weights(spec)
+        kind, state, source = load_clip_visual_state(spec, "UniFormerV2", release_prefix="backbone.",
+                                                     containers=("model_state", "state_dict", "model"), log=log)
         if kind is None:
             return {"loaded": 0}
         if kind == "clip":
@@ -353,14 +341,7 @@ class UniFormerV2(nn.Module):
         w = visual.get("conv1.weight")
         if w is not None and w.ndim == 4 and own.ndim == 5:
             visual["conv1.weight"] = inflate_center(w, own.shape[2])
-        pe = visual.get("positional_embedding")
-        if pe is not None and pe.shape[0] != self.backbone.positional_embedding.shape[0]:
-            try:
-                visual["positional_embedding"] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"uniformerv2: resampled positional_embedding of {source} from {pe.shape[0]} to "
-                    f"{self.backbone.positional_embedding.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape mismatch
+        fit_pos_embed(visual, "positional_embedding", self.backbone.grid, source, "uniformerv2", log=log)
         report = load_checked(self.backbone, visual, source, name="uniformerv2.backbone", allow_missing=NEW_MODULES, log=log)
         if unused:
             log(f"uniformerv2: {', '.join(unused)} of {source} are not used (UniFormerV2 has no ln_post / CLIP proj)")
@@ -370,24 +351,11 @@ class UniFormerV2(nn.Module):
         """A released UniFormerV2 state dict (`backbone.` keys, official or mmaction2 layout) into the
         model; a head of another class count is dropped and keeps its initialisation."""
         state = from_mmaction2(state)
-        own = self.state_dict()
-        dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape[0] != own[k].shape[0]
-                   and state[k].shape[1:] == own[k].shape[1:]]
-        if dropped:
-            log(f"uniformerv2: dropping the {state[dropped[0]].shape[0]}-class head of {source}; this model has "
-                f"{own[dropped[0]].shape[0]} classes, its head stays freshly initialised")
-            state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
-        pe_key = "backbone.positional_embedding"
-        pe = state.get(pe_key)
-        if pe is not None and pe.ndim == 2 and pe.shape[0] != own[pe_key].shape[0]:
-            try:
-                state[pe_key] = resize_pos_embed(pe, self.backbone.grid)
-                log(f"uniformerv2: resampled positional_embedding of {source} from {pe.shape[0]} to {own[pe_key].shape[0]} positions")
-            except ValueError:
-                pass
+        state, dropped = drop_other_head(state, self.state_dict(), HEAD_KEYS, source, "uniformerv2", log=log)
+        fit_pos_embed(state, "backbone.positional_embedding", self.backbone.grid, source, "uniformerv2", log=log)
         allow_missing = ["*num_batches_tracked", *(HEAD_KEYS if dropped else ())]
         report = load_checked(self, state, source, name="uniformerv2", allow_missing=allow_missing, log=log)
-        return {**report, "dropped_head": bool(dropped)}
+        return {**report, "dropped_head": dropped}
 
 
 def from_mmaction2(state: dict) -> dict:
@@ -402,33 +370,6 @@ def from_mmaction2(state: dict) -> dict:
             k = "backbone.transformer.proj.2." + k[len("cls_head.fc_cls."):]
         out[k] = v
     return out
-
-
-def read_weights(spec):
-    """-> (kind, state, source): ('clip', CLIP image-tower tensors without prefix, source) for a CLIP
-    name or file, ('release', state with `backbone.` keys, source) for a UniFormerV2 checkpoint,
-    (None, None, None) for 'none'."""
-    if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
-        return None, None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        state = load_clip_state_dict(spec)
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, f"CLIP {spec}"
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"error: UniFormerV2 weights '{spec}' not found: pretrained takes a CLIP model name "
-                         f"({', '.join(CLIP_MODELS)}), the path of a CLIP or UniFormerV2 checkpoint, or none")
-    state = extract_state_dict(read_checkpoint(path, "UniFormerV2 weights"), str(path),
-                               containers=("model_state", "state_dict", "model"))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):
-        return "release", state, str(path)
-    if "visual.conv1.weight" in state:
-        return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, str(path)
-    if "conv1.weight" in state and "class_embedding" in state:
-        return "clip", state, str(path)
-    raise SystemExit(f"error: {path} is neither a UniFormerV2 checkpoint (backbone.* keys) nor CLIP weights "
-                     f"(visual.conv1.weight or conv1.weight); first keys: {_names(state)}")
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _log, extract_state_dict, load_checked, read_checkpoint
+from models.weights import _log, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
 
 
 class VideoInput(nn.Module):
@@ -134,21 +134,16 @@ def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_
     """Copy `state` into `model` (models/weights.py load_checked: names and shapes must match), except
     that a classifier head (head.projection.*) of another class count is dropped and keeps its init,
     and BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum)."""
-    own = model.state_dict()
-    dropped = [k for k in HEAD_KEYS if k in state and k in own and state[k].shape != own[k].shape]
-    if dropped:
-        log(f"{model_name}: dropping the classifier head of {source} ({state[dropped[0]].shape[0]} classes; "
-            f"this model has {own[dropped[0]].shape[0]}), it stays freshly initialised")
-        state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+    state, dropped = drop_other_head(state, model.state_dict(), HEAD_KEYS, source, model_name, log=log)
     allow_missing = ["*num_batches_tracked", *(HEAD_KEYS if dropped else ())]
     report = load_checked(model, state, source, name=model_name, allow_missing=allow_missing, log=log)
-    return {**report, "dropped_head": bool(dropped)}
+    return {**report, "dropped_head": dropped}
 
 
 def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
     """Load the checkpoint file `spec` ({'model_state': ...} as PySlowFast saves it, a plain or DDP
     state dict) into `model`; 'none'/None/'' keeps the fresh initialisation."""
-    if spec in (None, "", "none", False):
+    if no_weights(spec):
         return {"loaded": 0}
     if not isinstance(spec, (str, Path)):
         raise SystemExit(f"error: pretrained must be 'none' or a checkpoint path, got {spec!r}")
@@ -156,5 +151,5 @@ def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log)
     if path.suffix == ".pkl":
         raise SystemExit(f"error: {path}: Caffe2 .pkl files of the PySlowFast model zoo are not supported; load it with "
                          "PySlowFast (CHECKPOINT_TYPE caffe2) and save model.state_dict(), then pass that file")
-    state = extract_state_dict(read_checkpoint(path, "pretrained checkpoint"), str(path))
+    state = extract_state_dict(read_checkpoint(path, "pretrained checkpoint", log=log), str(path))
     return load_state(model, state, f"checkpoint {spec}", model_name, log)

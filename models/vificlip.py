@@ -8,7 +8,7 @@ video, both towers, with nothing added.
 
 Both towers and logit_scale are trained (the release's `USE: both`); the prompts run through the
 text tower at every training step, so the text features carry gradients. In evaluation they are
-computed once per label space and cached (models.clip.TextFeatureCache: recomputed after
+computed once per label space and cached (models.clip.ClassTexts: recomputed after
 set_class_names and whenever the text weights change, e.g. when training resumes). token_embedding
 is never trained: ViFi-CLIP embeds its prompts once with OpenAI's table and keeps no embedding
 layer, so it is frozen here.
@@ -34,17 +34,14 @@ with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentatio
 pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, TextFeatureCache, class_prompts, load_clip_state_dict, read_release,
-    resize_pos_embed, text_features, text_settings, tokenize,
-)
-from models.weights import _names, extract_state_dict, load_checked
+from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, clip_arguments, fit_pos_embed, load_clip_state_dict,
+                         read_pretrained, text_settings)
+from models.weights import _names, extract_state_dict, load_checked, no_weights
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
 # its loaders, rebuilt from the class names (implementations.md §3.3).
@@ -53,15 +50,6 @@ RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.to
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 def vifi_to_clip_names(state: dict) -> tuple:
@@ -89,38 +77,19 @@ class ViFiCLIP(CLIP):
         self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
         self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.templates, self.descriptions = text_settings(cfg)
-        self._text_cache = TextFeatureCache()
+        self.texts = ClassTexts(*text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)
-        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "logit_scale"))]
+        self.texts.set_names(names)
 
     def class_text_features(self) -> torch.Tensor:
         """L2-normalised text features of the current classes [K, D] (fp32): with a graph while
         training, from the cache otherwise."""
-        params = self.text_parameters()
-        device = self.positional_embedding.device
-
-        def compute():
-            return text_features(self.encode_text, self.prompts, device=device, tokens=self._tokens)
-
-        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return compute()
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, params, compute)
+        return self.texts.features(self)
 
     # -- video --------------------------------------------------------------------------------
 
@@ -144,16 +113,10 @@ class ViFiCLIP(CLIP):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "ViFi-CLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: ViFi-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or ViFi-CLIP weights, or none")
-        return self.load_state_from(read_release(path, "ViFi-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
         """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing
@@ -173,18 +136,12 @@ class ViFiCLIP(CLIP):
         elif "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither ViFi-CLIP nor CLIP weights (no image_encoder.* or "
                              f"visual.conv1.weight; first keys: {_names(state)})")
-        pe, own = state.get("visual.positional_embedding"), self.visual.positional_embedding
-        if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
-            try:
-                state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                log(f"vificlip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
-            except ValueError:
-                pass  # not a square grid: reported as a shape mismatch
+        fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "vificlip", log=log)
         return load_checked(self, state, source, name="vificlip", log=log)
 
     def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:
         spec = self.token_embedding_from
-        if spec is None or str(spec).strip().lower() in ("", "none"):
+        if no_weights(spec):
             raise SystemExit(f"error: {source} is a ViFi-CLIP release, which has no token_embedding; set "
                              f"model.token_embedding_from to the CLIP weights it was trained from (ViT-B/16 or a path)")
         clip_state = load_clip_state_dict(spec, log=log)

@@ -15,7 +15,7 @@ import sys
 import torch
 import torch.nn as nn
 
-from models.clip import VisionTransformer, load_clip_state_dict, resize_pos_embed
+from models.clip import VisionTransformer, fit_pos_embed, load_clip_visual_state
 from models.weights import load_checked
 
 
@@ -55,25 +55,14 @@ class CLIPFrameAverage(nn.Module):
         return {"head.": self.head_lr_mult} if self.head_lr_mult != 1.0 else {}
 
     def load_clip_weights(self, spec, log=_log) -> dict:
-        """The `visual.*` tensors of CLIP weights `spec` (name or path; see models.clip) into self.visual.
-        positional_embedding is resampled (bicubic) when the input size differs from the weights'."""
-        state = load_clip_state_dict(spec, log=log)
-        if state is None:
+        """The image tower of CLIP weights `spec` (a name, or the path of CLIP or image-tower weights; see
+        models.clip.load_clip_visual_state) into self.visual. positional_embedding is resampled
+        (bicubic) when the input size differs from the weights'."""
+        _, visual, source = load_clip_visual_state(spec, "ViT", log=log)
+        if visual is None:
             return {"loaded": 0}
-        visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
-        others = len(state) - len(visual)
-        pe = visual.get("positional_embedding")
-        if pe is not None and pe.shape[0] != self.visual.positional_embedding.shape[0]:
-            try:
-                visual["positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                log(f"vit: resampled positional_embedding of {spec} from {pe.shape[0]} to "
-                    f"{visual['positional_embedding'].shape[0]} positions (input size {self.visual.input_resolution})")
-            except ValueError:
-                pass  # not a square grid: load_checked reports the shape mismatch
-        report = load_checked(self.visual, visual, f"CLIP weights {spec}", name="vit.visual", log=log)
-        if others:
-            log(f"vit: the {others} text-tower tensors of {spec} are not used")
-        return report
+        fit_pos_embed(visual, "positional_embedding", self.visual.grid, source, "vit", log=log)
+        return load_checked(self.visual, visual, source, name="vit.visual", log=log)
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

@@ -20,7 +20,7 @@ Text: class names with the template "{}" (recipe `text:`; or one description per
 unnormalised text features averaged over a class's prompts. With model.fix_text (X-CLIP's FIX_TEXT,
 the default) every parameter outside visual.*, mit.* and prompts* is frozen (the whole text tower
 and logit_scale) and the text features are computed once per label space and cached; the cache
-follows set_class_names and any change of the text weights (models.clip.TextFeatureCache).
+follows set_class_names and any change of the text weights (models.clip.ClassTexts).
 
 Parameter names are the release's exactly (`ckpt['model']`, no prefix; ../shared/reference/
 checkpoint_keys/xclip_b16_{8,16,32}f.json), so the model's own state dict is the released layout.
@@ -32,7 +32,7 @@ Pretrained (recipe key `pretrained`):
     along time to this model's T (e.g. the 32-frame zero.pth into an 8-frame model);
   * none.
 The release files also pickle X-CLIP's yacs config: they are read without running it
-(models.clip.read_release).
+(models.weights.read_checkpoint).
 
 Deviations from the published code (none changes a released tensor's meaning): batch-first SDPA
 attention (the core's; the key bias is not applied, which cannot change an output); stochastic
@@ -41,16 +41,15 @@ position); the mit positional embedding is resampled when a clip has another fra
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.clip import (
-    CLIP, CLIP_MODELS, JIT_EXTRAS, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
-    TextFeatureCache, Transformer, class_prompts, load_clip_state_dict, read_release, resize_pos_embed,
-    text_features, text_settings, tokenize,
+    CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
+    clip_arguments, fit_pos_embed, fit_time_embed, init_linear_and_norm, read_pretrained, resample_frames,
+    text_settings,
 )
 from models.weights import _names, extract_state_dict, load_checked
 
@@ -61,27 +60,6 @@ NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def _init_linear_and_norm(module: nn.Module) -> None:
-    """X-CLIP's initialisation of its new modules: truncated normal (std 0.02) Linear weights, zero
-    biases, LayerNorms at identity."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def resample_frames(pos: torch.Tensor, frames: int) -> torch.Tensor:
-    """A time embedding [1, T', D] linearly interpolated to [1, frames, D] (align_corners=False)."""
-    if pos.shape[1] == frames:
-        return pos
-    out = F.interpolate(pos.transpose(1, 2).float(), size=frames, mode="linear", align_corners=False)
-    return out.transpose(1, 2).to(pos.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +113,7 @@ class MultiframeIntegration(Transformer):
         super().__init__(embed_dim, layers, max(embed_dim // 64, 1), block=MITBlock)
         self.positional_embedding = nn.Parameter(torch.empty(1, frames, embed_dim))
         nn.init.trunc_normal_(self.positional_embedding, std=0.02)
-        _init_linear_and_norm(self)
+        init_linear_and_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pos = resample_frames(self.positional_embedding, x.shape[1])
@@ -192,7 +170,7 @@ class VideoSpecificPrompt(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.decoder = nn.ModuleList([PromptGeneratorLayer(embed_dim, max(embed_dim // 64, 1)) for _ in range(layers)])
         self.alpha = nn.Parameter(torch.ones(embed_dim) * alpha)
-        _init_linear_and_norm(self)
+        init_linear_and_norm(self)
 
     def forward(self, text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         visual = self.norm(visual)
@@ -202,15 +180,6 @@ class VideoSpecificPrompt(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
 
 
 class XCLIP(CLIP):
@@ -233,37 +202,19 @@ class XCLIP(CLIP):
             for name, p in self.named_parameters():
                 if not any(key in name for key in ("visual.", "mit.", "prompts")):
                     p.requires_grad_(False)
-        self.templates, self.descriptions = text_settings(cfg)
-        self._text_cache = TextFeatureCache()
+        self.texts = ClassTexts(*text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
 
     def set_class_names(self, names) -> None:
         """Switch the label space: the logits score these classes from the next forward on."""
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.class_names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)
-        self._tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-
-    def text_parameters(self) -> list:
-        return [p for n, p in self.named_parameters() if not n.startswith(("visual.", "mit.", "prompts", "logit_scale"))]
+        self.texts.set_names(names)
 
     def class_text_features(self) -> torch.Tensor:
-        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts."""
-        params = self.text_parameters()
-        device = self.positional_embedding.device
-
-        def compute():
-            return text_features(self.encode_text, self.prompts, device=device, normalize=False, tokens=self._tokens)
-
-        if self.training and torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return compute()  # text tower trained (fix_text false): a fresh graph every step
-        key = (tuple(self.class_names), torch.is_autocast_enabled(device.type))
-        with torch.no_grad():
-            return self._text_cache.get(key, params, compute)
+        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts;
+        cached unless the text tower trains (fix_text false)."""
+        return self.texts.features(self, normalize=False)
 
     # -- video --------------------------------------------------------------------------------
 
@@ -299,16 +250,10 @@ class XCLIP(CLIP):
     # -- weights ------------------------------------------------------------------------------
 
     def load_pretrained(self, spec, log=_log) -> dict:
-        if spec is None or spec is False or str(spec).strip().lower() in ("", "none"):
+        checkpoint, source = read_pretrained(spec, "X-CLIP", log=log)
+        if source is None:
             return {"loaded": 0}
-        spec = str(spec)
-        if spec in CLIP_MODELS:
-            return self.load_state_from(load_clip_state_dict(spec, log=log), f"CLIP {spec}", log=log)
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: X-CLIP weights '{spec}' not found: pretrained takes a CLIP name "
-                             f"({', '.join(CLIP_MODELS)}), the path of CLIP or X-CLIP weights, or none")
-        return self.load_state_from(read_release(path, "X-CLIP weights", log=log), str(path), log=log)
+        return self.load_state_from(checkpoint, source, log=log)
 
     def load_state_from(self, obj, source: str, log=_log) -> dict:
         """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP
@@ -316,28 +261,13 @@ class XCLIP(CLIP):
         state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
         state = {k: v for k, v in state.items() if k not in JIT_EXTRAS}
         if "mit.positional_embedding" in state:
-            state = self.fit_release(state, source, log=log)
+            fit_time_embed(state, self.state_dict(), "mit.positional_embedding", source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", log=log)
         if "visual.conv1.weight" in state:
-            pe = state.get("visual.positional_embedding")
-            own = self.visual.positional_embedding
-            if pe is not None and pe.shape[0] != own.shape[0] and pe.shape[1:] == own.shape[1:]:
-                try:
-                    state["visual.positional_embedding"] = resize_pos_embed(pe, self.visual.grid)
-                    log(f"xclip: resampled visual.positional_embedding of {source} to {own.shape[0]} positions")
-                except ValueError:
-                    pass  # not a square grid: reported as a shape mismatch
+            fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
         raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
                          f"visual.conv1.weight; first keys: {_names(state)})")
-
-    def fit_release(self, state: dict, source: str, log=_log) -> dict:
-        pe = state["mit.positional_embedding"]
-        own = self.mit.positional_embedding
-        if pe.ndim == 3 and pe.shape[0] == 1 and pe.shape[2] == own.shape[2] and pe.shape[1] != own.shape[1]:
-            state = {**state, "mit.positional_embedding": resample_frames(pe.float(), own.shape[1])}
-            log(f"xclip: mit.positional_embedding of {source} interpolated from {pe.shape[1]} to {own.shape[1]} frames")
-        return state
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny real videos written with PyAV, and the optional ../shared reference folder."""
+"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared reference
+folder, tiny recipes and CLIP weights, and the checks of the harness's one-line errors."""
+import json
 import os
 import zlib
 import sys
@@ -7,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -74,3 +77,137 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip("../shared (official reference files) is not present")
     return SHARED
+
+
+def quiet(msg):
+    pass
+
+
+def one_line_error(excinfo, *words) -> str:
+    """The message of a SystemExit as the harness writes them: 'error: ...', one line, with `words` in it."""
+    msg = str(excinfo.value)
+    assert msg.startswith("error: ") and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def checkpoint_keys(name: str) -> dict:
+    """../shared/reference/checkpoint_keys/<name>.json, a release's key layout; skips when absent."""
+    path = SHARED / "reference" / "checkpoint_keys" / f"{name}.json"
+    if not path.is_file():
+        pytest.skip("../shared/reference/checkpoint_keys is not present")
+    return json.loads(path.read_text())
+
+
+def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
+    """A model's CPU-sized recipe, with `model_overrides` in its model section."""
+    from models import load_recipe
+
+    cfg = load_recipe(model, dataset, tiny=True)
+    cfg["model"].update(model_overrides)
+    return cfg
+
+
+def random_clips(batch=2, frames=4, size=32, seed=0) -> torch.Tensor:
+    """A uint8 clip batch [batch, frames, 3, size, size] of random pixels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8, generator=g)
+
+
+def perturb(module, scale=0.05, seed=1):
+    """Add scale * N(0, 1) noise to every parameter (off zero-initialised branches and identities)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def save_checkpoint(obj, folder) -> str:
+    """torch.save(obj) to a new weights<N>.pth in folder -> its path."""
+    path = Path(folder) / f"weights{len(list(Path(folder).glob('*.pth')))}.pth"
+    torch.save(obj, path)
+    return str(path)
+
+
+def tiny_vision_clip(seed=0, **overrides):
+    """A CLIP whose image tower has the tiny vit / AIM / UniFormerV2 recipes' architecture (width 64,
+    2 layers, patch 8, 32 px); its LayerNorms are off 1/0, so that a missed one would show."""
+    from models import clip as mc
+
+    torch.manual_seed(seed)
+    args = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
+                vision_heads=2)
+    clip = mc.CLIP(**{**args, **overrides})
+    with torch.no_grad():
+        for name, p in clip.visual.named_parameters():
+            if ".ln_" in name or name.startswith("ln_"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return clip
+
+
+def record_text_batches(model) -> list:
+    """Wrap model.encode_text: every call appends its batch size to the returned list."""
+    calls, encode = [], model.encode_text
+    model.encode_text = lambda tokens: calls.append(len(tokens)) or encode(tokens)
+    return calls
+
+
+def write_descriptions(path: Path, descriptions: dict) -> Path:
+    """{class name: description} as a descriptions CSV in the project's format (name,description)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "description"])
+        w.writerows(descriptions.items())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny runs through train.py and evaluate.py
+
+
+def train_args(splits, out, model: str, *extra) -> list:
+    """train.py arguments for a tiny one-epoch run on the prepared Syn-TA splits folder `splits`."""
+    return ["--model", model, "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
+            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
+
+
+def train_and_evaluate_both_sets(splits, out: Path, model: str, capsys, *extra) -> dict:
+    """Train `model` on set 1 (out/set1) and on set 2 (out/set2), check each run's result, then
+    evaluate.py both checkpoints and check the average of the two directions -> evaluate's summary."""
+    import evaluate
+    import train
+
+    for s in (1, 2):
+        result = train.main(train_args(splits, out / f"set{s}", model, "--train-set", str(s), *extra))
+        assert result["model"] == model and result["train_set"] == s
+        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+    capsys.readouterr()
+    summary = evaluate.main(["--ckpt", str(out / "set1" / "ckpt.pt"), str(out / "set2" / "ckpt.pt"), "--workers", "0"])
+    assert "average of the two directions" in capsys.readouterr().out
+    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
+        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+    return summary
+
+
+def check_resume_matches_uninterrupted(splits, out: Path, model: str, monkeypatch, *extra) -> dict:
+    """Train `model` for 2 epochs uninterrupted (out/full) and again (out/cut) stopped by a SIGINT at
+    step 12, then resumed: both must end with the same scores and bit-identical weights. -> the
+    interrupted run's checkpoint as it was before resuming."""
+    import train
+
+    full = train.main(train_args(splits, out / "full", model, "--epochs", "2", *extra))
+    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")  # a real SIGINT in the middle of epoch 2
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(splits, out / "cut", model, "--epochs", "2", *extra))
+    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
+    assert stop.value.code == 130
+    cut = torch.load(out / "cut" / "ckpt.pt", weights_only=True)
+    resumed = train.main(["--resume", "--out", str(out / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"] and resumed["mean_class"] == full["mean_class"]
+    a, b = (torch.load(out / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return cut

@@ -4,17 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from text_helpers import full_size_on_meta, meta_state, one_line_error, release_json, tiny, tiny_cfg, tiny_clip
+from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from text_helpers import full_size_on_meta, meta_state, tiny, tiny_clip
 
 from models import build_model
 from models import actionclip as ma
 from models import clip as mc
 
 CLASSES = ["punching bag", "punching person", "falling down"]
-
-
-def quiet(msg):
-    pass
 
 
 def original_release(clip_state: dict, adapter_state: dict, rows: int = 77) -> dict:
@@ -30,7 +27,7 @@ def original_release(clip_state: dict, adapter_state: dict, rows: int = 77) -> d
 
 
 def test_full_size_state_dict_is_the_port_and_both_releases_load():
-    ref = release_json("actionclip_b16_8f")
+    ref = checkpoint_keys("actionclip_b16_8f")
     model = full_size_on_meta("actionclip", frames=8)
     want = {f"clip.{k}": s for k, s in ref["keys"].items()}
     want.update({f"adapter.{k[len('module.'):]}": s for k, s in ref["fusion_model_state_dict_keys"].items()})
@@ -99,7 +96,7 @@ def test_port_and_clip_files_load_and_mismatches_are_refused(tmp_path):
 
 def test_test_scores_average_the_templates_probabilities():
     model = tiny("actionclip", CLASSES).eval()
-    assert model.templates == list(ma.TEMPLATES) and len(model.templates) == 16
+    assert model.texts.templates == list(ma.TEMPLATES) and len(model.texts.templates) == 16
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255  # CLIP statistics
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
@@ -112,7 +109,7 @@ def test_test_scores_average_the_templates_probabilities():
             probs += (100.0 * v @ text.t()).softmax(-1) / len(ma.TEMPLATES)
         scores = model(video)
         torch.testing.assert_close(scores.softmax(-1), probs, atol=1e-6, rtol=1e-5)
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), scores)  # cached == uncached
 
 

@@ -8,46 +8,30 @@ positional_embedding, ln_pre, temporal_embedding, transformer.resblocks, ln_post
 file. The reference forward pass follows the official code's sequence-first layout step by step.
 """
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
-from models import build_model, load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
-import models.aim as aim  # noqa: E402
+from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+                      train_and_evaluate_both_sets)
+import train
+from models import build_model, load_recipe
+from models import clip as mc
+import models.aim as aim
 
 CLASSES = [f"class {i}" for i in range(5)]
 K400 = [f"class {i}" for i in range(400)]
 PUBLISHED = (97e6, 11e6, "adapt-image-models README.md, Kinetics 400: ViT-B/16 CLIP, Param 97 (M), Tunable Param 11 (M)")
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(**model):
-    cfg = load_recipe("aim", "synta", tiny=True)
-    cfg["model"].update(model)
-    return cfg
+    return tiny_cfg("aim", **model)
 
 
 def tiny_model(num_classes=5, seed=0, **model) -> aim.AIM:
     torch.manual_seed(seed)
     return aim.AIM(tiny(**model), num_classes)
-
-
-def video(batch=2, frames=4, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8, generator=g)
 
 
 def randomise(model, std=0.2, only=None):
@@ -57,30 +41,6 @@ def randomise(model, std=0.2, only=None):
             if only is None or only in name:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
-
-
-def tiny_clip(seed=0) -> mc.CLIP:
-    torch.manual_seed(seed)
-    clip = mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                   context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
-                   vision_heads=2)
-    with torch.no_grad():
-        for name, p in clip.visual.named_parameters():
-            if ".ln_" in name or name.startswith("ln_"):
-                p.add_(torch.randn_like(p) * 0.1)
-    return clip
-
-
-def save(obj, folder) -> str:
-    path = Path(folder) / f"weights{len(list(Path(folder).glob('*.pth')))}.pth"
-    torch.save(obj, path)
-    return str(path)
-
-
-def one_line_exit(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,9 +120,9 @@ def test_released_checkpoints_load_with_nothing_missing(tmp_path):
     keys = official_keys(classes=7, num_tadapter=2, **TINY_LAYOUT)
     state = release_state(keys)
     model = tiny_model(num_classes=7, num_tadapter=2)
-    kind, read, _ = aim.read_weights(save({"meta": {"epoch": 50}, "state_dict": state, "optimizer": {}}, tmp_path))
-    assert kind == "release"
-    report = model.load_release(read, "aim.pth", log=quiet)
+    path = save_checkpoint({"meta": {"epoch": 50}, "state_dict": state, "optimizer": {}}, tmp_path)
+    report = model.load_pretrained(path, log=quiet)
+    assert report["dropped_head"] is False  # read as a release
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == len(keys)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert trained_names(model) == trained_names(tiny_model(num_tadapter=2))  # loading does not unfreeze
@@ -177,17 +137,17 @@ def test_released_checkpoints_load_with_nothing_missing(tmp_path):
     # mismatches: one line each
     with pytest.raises(SystemExit) as e:  # a 2-temporal-adapter checkpoint into a 1-adapter model
         model.load_release(state, "ssv2.pth", log=quiet)
-    assert "8 unexpected (backbone.transformer.resblocks.0.T_Adapter_in" in one_line_exit(e)
+    assert "8 unexpected (backbone.transformer.resblocks.0.T_Adapter_in" in one_line_error(e)
     with pytest.raises(SystemExit) as e:
         model.load_release({k: v for k, v in big.items() if not k.endswith("ln_post.bias")}, "x.pth", log=quiet)
-    assert "1 missing (backbone.ln_post.bias)" in one_line_exit(e)
+    assert "1 missing (backbone.ln_post.bias)" in one_line_error(e)
     bad = dict(big, **{"backbone.transformer.resblocks.0.S_Adapter.D_fc1.weight": torch.zeros(8, 64)})
     with pytest.raises(SystemExit) as e:
         model.load_release(bad, "x.pth", log=quiet)
-    assert "of another shape (backbone.transformer.resblocks.0.S_Adapter.D_fc1.weight" in one_line_exit(e)
+    assert "of another shape (backbone.transformer.resblocks.0.S_Adapter.D_fc1.weight" in one_line_error(e)
     with pytest.raises(SystemExit) as e:
-        aim.read_weights(save({"state_dict": {"encoder.weight": torch.zeros(2)}}, tmp_path))
-    assert "neither an AIM checkpoint" in one_line_exit(e)
+        model.load_pretrained(save_checkpoint({"state_dict": {"encoder.weight": torch.zeros(2)}}, tmp_path), log=quiet)
+    assert "neither AIM weights (backbone.* keys) nor CLIP weights" in one_line_error(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,12 +160,13 @@ def clip_features(visual, frames):
 
 
 def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypatch, tmp_path):
-    clip = tiny_clip()
-    monkeypatch.setattr(aim, "load_clip_state_dict", lambda spec: dict(clip.state_dict()))
-    x = video(batch=2, frames=4)
+    clip = tiny_vision_clip()
+    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
+    x = random_clips(batch=2, frames=4)
     messages = []
     for num_tadapter in (1, 2):
-        for spec in ("ViT-B/16", save(clip.state_dict(), tmp_path), save(clip.visual.state_dict(), tmp_path)):
+        for spec in ("ViT-B/16", save_checkpoint(clip.state_dict(), tmp_path),
+                     save_checkpoint(clip.visual.state_dict(), tmp_path)):
             cfg = tiny(num_tadapter=num_tadapter, drop_path=0.0)
             cfg["pretrained"] = spec
             model = aim.build_model(cfg, CLASSES) if spec != "ViT-B/16" else aim.AIM(cfg, 5)
@@ -281,7 +242,7 @@ def reference_logits(model, clip_uint8):
 @pytest.mark.parametrize("num_tadapter,scale", [(1, 0.5), (2, 1.0)])
 def test_forward_matches_a_sequence_first_reference_of_the_official_code(num_tadapter, scale):
     model = randomise(tiny_model(num_tadapter=num_tadapter, adapter_scale=scale), std=0.15).eval()
-    x = video(batch=2, frames=4)
+    x = random_clips(batch=2, frames=4)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference_logits(model, x), atol=2e-4, rtol=2e-4)
 
@@ -292,7 +253,7 @@ def test_forward_matches_a_sequence_first_reference_of_the_official_code(num_tad
 
 def test_tiny_forward_backward_on_uint8():
     model = randomise(tiny_model(num_tadapter=2, drop_path=0.0)).train()
-    logits = model(video())
+    logits = model(random_clips())
     assert logits.shape == (2, 5) and logits.dtype == torch.float32
     logits.logsumexp(1).sum().backward()
     for name, p in model.named_parameters():
@@ -302,14 +263,14 @@ def test_tiny_forward_backward_on_uint8():
             assert p.grad is None, name
     assert not any(k in ("mean", "std") for k in model.state_dict())
     with pytest.raises(ValueError):
-        model(video().permute(0, 2, 1, 3, 4))
+        model(random_clips().permute(0, 2, 1, 3, 4))
     # another frame count / size than built for: temporal and positional embeddings resampled
-    assert model(video(batch=1, frames=6, size=48)).shape == (1, 5)
+    assert model(random_clips(batch=1, frames=6, size=48)).shape == (1, 5)
     model.eval()
     with torch.no_grad():
-        ref = model(video())
+        ref = model(random_clips())
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(video())
+            low = model(random_clips())
     assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05 * ref.abs().max() + 0.02
 
 
@@ -318,7 +279,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for flag in (False, True):
         model = randomise(tiny_model(num_tadapter=2, grad_checkpointing=flag)).train()
         torch.manual_seed(3)  # same stochastic-depth and dropout draws in both runs
-        model(video()).square().sum().backward()
+        model(random_clips()).square().sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
     for n, g in grads[0].items():
         torch.testing.assert_close(grads[1][n], g, atol=1e-5, rtol=1e-4, msg=n)
@@ -326,7 +287,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 def test_stochastic_depth_is_drawn_per_token_position_as_the_original():
     block = tiny_model(drop_path=0.9).backbone.transformer.resblocks[1]
-    assert isinstance(block.drop_path, aim.TokenDropPath) and block.drop_path.p == pytest.approx(0.9)
+    assert block.drop_path.dim == 1 and block.drop_path.p == pytest.approx(0.9)
     y = block.drop_path.train()(torch.ones(8, 17, 4))
     assert torch.equal(y, y[:1].expand(8, 17, 4)) and 0 < int((y[0, :, 0] > 0).sum()) < 17
 
@@ -347,17 +308,9 @@ def test_recipes_follow_the_study():
         assert (cfg["model"]["adapter_scale"], cfg["model"]["num_tadapter"], cfg["test"]["clips"], cfg["test"]["crops"]) == (1.0, 2, 1, 3)
 
 
-def train_args(splits, out, *extra):
-    return ["--model", "aim", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    for s in (1, 2):
-        result = train.main(train_args(splits, tmp_path / f"set{s}", "--train-set", str(s)))
-        assert result["model"] == "aim" and result["train_set"] == s
-        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
+    train_and_evaluate_both_sets(splits, tmp_path, "aim", capsys)
     # the frozen tensors are still at their initialisation (train.py seeds before building); the rest moved
     ckpt = torch.load(tmp_path / "set1" / "ckpt.pt", weights_only=True)
     torch.manual_seed(ckpt["config"]["train"]["seed"])
@@ -365,8 +318,3 @@ def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     for name, p in start.named_parameters():
         moved = not torch.equal(ckpt["model"][name], p.detach())
         assert moved == p.requires_grad or (p.requires_grad and name.endswith("in_proj_bias")), name
-    capsys.readouterr()
-    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
-    assert "average of the two directions" in capsys.readouterr().out
-    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
-        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)

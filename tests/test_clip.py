@@ -6,7 +6,6 @@ key layout; those tests skip when ../shared is absent."""
 import hashlib
 import importlib.util
 import io
-import json
 import sys
 import types
 import urllib.error
@@ -18,13 +17,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from models import clip as mc  # noqa: E402
-from models import weights  # noqa: E402
+from conftest import checkpoint_keys, one_line_error, quiet
+from models import clip as mc
+from models import weights
 
 # Reduced CLIP: 2 heads in both towers (width // 64, so the shape-inferred config agrees), full vocabulary.
 SMALL = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
@@ -78,10 +73,7 @@ def oracle():
 
 
 def release_keys():
-    path = SHARED / "reference" / "checkpoint_keys" / "openai_clip_vit_b16.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+    return checkpoint_keys("openai_clip_vit_b16")
 
 
 def shapes(module_or_state) -> dict:
@@ -97,10 +89,6 @@ def random_oracle_model(oracle, seed=0):
         for p in ref.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return ref
-
-
-def quiet(msg):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +157,33 @@ def test_attention_matches_nn_multiheadattention():
         # bool masks: SDPA's True = attend, nn.MultiheadAttention's True = blocked
         torch.testing.assert_close(mine(q, kv, attn_mask=~blocked), ref(q, kv, kv, attn_mask=blocked, need_weights=False)[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_projections_get_contiguous_inputs_and_project_attend_is_forward(monkeypatch):
+    """Tokens regrouped per position (AIM's temporal attention) are a strided view when the batch has one
+    clip; F.linear with frozen weights multiplies such an input as a batch of matrices, several times
+    slower than one matrix product."""
+    torch.manual_seed(0)
+    attn = mc.MultiheadAttention(32, 4).requires_grad_(False)
+    with torch.no_grad():
+        attn.in_proj_bias.normal_()
+    frames = torch.randn(4, 5, 32)  # one clip: 4 frames of 5 tokens
+    per_position = frames.view(1, 4, 5, 32).transpose(1, 2).reshape(5, 4, 32)
+    assert not per_position.is_contiguous()
+    contiguous, linear = [], torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, *a: contiguous.append(x.is_contiguous()) or linear(x, *a))
+    out, cross = attn(per_position), attn(per_position, per_position[:, :2])
+    monkeypatch.undo()
+    assert len(contiguous) == 6 and all(contiguous)  # 1 + 3 input projections, 2 out_proj
+    torch.testing.assert_close(out, attn(per_position.contiguous()))
+    torch.testing.assert_close(cross, attn(per_position.contiguous(), per_position[:, :2].contiguous()))
+    q, k, v = attn.project(per_position)
+    assert q.shape == k.shape == v.shape == (5, 4, 4, 8)  # [N, heads, L, head_dim]
+    assert torch.equal(attn.attend(q, k, v), out)
+    # key_bias=True: the key third of in_proj_bias shifts the keys (and not the result)
+    k_with_bias = attn.project(per_position, key_bias=True)[1]
+    torch.testing.assert_close(k_with_bias - k, attn.in_proj_bias.chunk(3)[1].view(4, 1, 8).expand_as(k))
+    torch.testing.assert_close(attn.attend(q, k_with_bias, v), out, atol=1e-6, rtol=1e-5)
 
 
 def test_key_bias_gets_an_exactly_zero_gradient():
@@ -352,12 +367,6 @@ def test_release_layout_with_extras_loads_with_nothing_missing():
     assert model.visual.conv1.weight.dtype == torch.float32 and float(model.visual.conv1.weight.detach().abs().sum()) == 0.0
 
 
-def one_line_exit(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
-
-
 def test_offline_download_says_how_to_go_on(tmp_path, monkeypatch):
     monkeypatch.setenv("MT_CACHE", str(tmp_path))
 
@@ -367,7 +376,7 @@ def test_offline_download_says_how_to_go_on(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict("ViT-B/16", log=quiet)
-    msg = one_line_exit(e)
+    msg = one_line_error(e)
     assert "cannot download" in msg and "pretrained: /path/to/ViT-B-16.pt" in msg and "pretrained: none" in msg
     assert list((tmp_path / "clip").glob("*")) == []  # no partial file left behind
 
@@ -399,15 +408,26 @@ def test_download_is_checked_and_cached(tmp_path, monkeypatch):
     monkeypatch.setitem(mc.CLIP_MODELS, "Tiny/8", f"https://example.invalid/clip/{'0' * 64}/Other-8.pt")
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict("Tiny/8", log=quiet)
-    assert "SHA256" in one_line_exit(e)
+    assert "SHA256" in one_line_error(e)
     assert not (tmp_path / "clip" / "Other-8.pt").exists()
 
 
 def test_missing_file_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict(str(tmp_path / "ViT-B-16.pt"))
-    assert "not found" in one_line_exit(e)
+    assert "not found" in one_line_error(e)
     assert mc.load_clip_state_dict("none") is None and mc.load_clip_state_dict(None) is None
+
+
+def test_read_checkpoint_leaves_pickled_objects_out_without_running_them(tmp_path):
+    from text_helpers import save_with_yacs_config
+
+    path = save_with_yacs_config({"model": {"w": torch.arange(3.0)}}, tmp_path / "release.pth")
+    logs = []
+    obj = weights.read_checkpoint(path, "release", log=logs.append)  # CfgNode.__setstate__ would raise
+    assert torch.equal(obj["model"]["w"], torch.arange(3.0)) and obj["epoch"] == 29
+    assert isinstance(obj["config"], weights._Opaque) and obj["optimizer"]["param_groups"][0]["lr"] == 8e-6
+    assert len(logs) == 1 and "yacs.config.CfgNode" in logs[0] and "left out" in logs[0]
 
 
 def test_wrong_architecture_is_refused(tmp_path):
@@ -416,27 +436,27 @@ def test_wrong_architecture_is_refused(tmp_path):
     model = mc.CLIP(**SMALL)
     with pytest.raises(SystemExit) as e:
         weights.load_checked(model, other.state_dict(), "other.pt", name="CLIP", log=quiet)
-    assert "of another shape" in one_line_exit(e)
+    assert "of another shape" in one_line_error(e)
     extra = {**model.state_dict(), "visual.transformer.resblocks.0.message_fc.weight": torch.zeros(2, 2)}
     with pytest.raises(SystemExit) as e:
         weights.load_checked(model, extra, "xclip.pth", log=quiet)
-    assert "1 unexpected (visual.transformer.resblocks.0.message_fc.weight)" in one_line_exit(e)
+    assert "1 unexpected (visual.transformer.resblocks.0.message_fc.weight)" in one_line_error(e)
     partial = {k: v for k, v in model.state_dict().items() if not k.startswith("transformer.")}
     with pytest.raises(SystemExit) as e:
         weights.load_checked(model, partial, "visual-only.pt", log=quiet)
-    assert "missing" in one_line_exit(e)
+    assert "missing" in one_line_error(e)
     torch.save(other.state_dict(), tmp_path / "small.pt")
     with pytest.raises(SystemExit) as e:
         mc.load_clip(str(tmp_path / "small.pt"), config=SMALL, log=quiet)
-    assert "vision_width is 64, configured 128" in one_line_exit(e)
+    assert "vision_width is 64, configured 128" in one_line_error(e)
     torch.save({"model_state": {"model.cls_token": torch.zeros(1, 1, 8)}}, tmp_path / "tsf.pyth")
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict(str(tmp_path / "tsf.pyth"))
-    assert "holds no OpenAI CLIP ViT weights" in one_line_exit(e)
+    assert "holds no OpenAI CLIP ViT weights" in one_line_error(e)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as e:
         mc.load_clip_state_dict(str(tmp_path / "junk.pt"))
-    assert "cannot read" in one_line_exit(e)
+    assert "cannot read" in one_line_error(e)
 
 
 def test_class_prompts_and_averaged_text_features():

@@ -1,53 +1,30 @@
 """models/ezclip.py: EZ-CLIP's architecture against its release layout, a literal sequence-first
 re-reading of its forward pass, plain CLIP at initialisation, the motion loss, the release loader and
 training through train.py (coarse and fine base-to-novel)."""
-import csv
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
-from models import build_model, load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
-from models import ezclip  # noqa: E402
+from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
+                      record_text_batches, tiny_cfg, train_args, write_descriptions)
+import evaluate
+import train
+from models import build_model, load_recipe
+from models import clip as mc
+from models import ezclip
 
 NAMES = ["falling", "rising", "orbiting"]
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(**model):
-    cfg = load_recipe("ezclip", "synta", tiny=True)
-    cfg["model"].update(model)
-    return cfg
+    return tiny_cfg("ezclip", **model)
 
 
 def tiny_model(seed=0, **model):
     torch.manual_seed(seed)
     return ezclip.EZCLIP(tiny(**model), NAMES)
-
-
-def perturb(module, scale=0.05, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-
-
-def video(b=2, t=4, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (b, t, 3, size, size), dtype=torch.uint8, generator=g)
 
 
 def release_container(keys: dict, float32_keys=(), t=None):
@@ -64,11 +41,8 @@ def release_container(keys: dict, float32_keys=(), t=None):
 
 
 @pytest.fixture(scope="module")
-def release(request):
-    path = REPO.parent / "shared" / "reference" / "checkpoint_keys" / "ezclip_b16_8f.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+def release():
+    return checkpoint_keys("ezclip_b16_8f")
 
 
 def full_size():
@@ -107,8 +81,7 @@ def test_mismatched_checkpoints_are_refused_in_one_line(release, tmp_path):
                         ("other.pt", "holds neither EZ-CLIP nor CLIP weights"), ("absent.pt", "not found")):
         with pytest.raises(SystemExit) as e:
             full_size().load_pretrained(str(tmp_path / name), log=quiet)
-        msg = str(e.value)
-        assert msg.startswith("error: ") and "\n" not in msg and words in msg, msg
+        one_line_error(e, words)
 
 
 def test_a_release_of_another_frame_count_is_resampled_along_time(tmp_path):
@@ -121,10 +94,10 @@ def test_a_release_of_another_frame_count_is_resampled_along_time(tmp_path):
     report = model.load_pretrained(str(tmp_path / "t8.pt"), log=logs.append)
     assert report["missing"] == [] and sum("from 8 to 4 frames" in m for m in logs) == 2
     assert model.visual.temporal_embedding[0, :, 0].tolist() == pytest.approx([0.5, 2.5, 4.5, 6.5])
-    want = ezclip.resample_frames(src.visual.transformer.T_prompt_embeddings.half().float(), 4)
+    want = mc.resample_frames(src.visual.transformer.T_prompt_embeddings.half().float(), 4)
     torch.testing.assert_close(model.visual.transformer.T_prompt_embeddings, want)
     torch.testing.assert_close(model.visual.conv1.weight, src.visual.conv1.weight.half().float())
-    assert model.eval()(video()).shape == (2, 3)
+    assert model.eval()(random_clips()).shape == (2, 3)
 
 
 def test_clip_weights_leave_prompts_and_adapters_at_their_initialisation(tmp_path):
@@ -198,7 +171,7 @@ def reference_frames(model, clip_batch):
 def test_prompted_forward_matches_a_literal_sequence_first_reading():
     model = tiny_model().eval()
     perturb(model)  # Adapters, temporal embedding and prompts all away from their initial values
-    clip_batch = video()
+    clip_batch = random_clips()
     with torch.no_grad():
         ours, ref = model.encode_frames(clip_batch), reference_frames(model, clip_batch)
         torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
@@ -216,7 +189,7 @@ def test_zero_adapters_and_no_prompts_give_plain_clip():
     assert not any("prompt" in k for k in model.state_dict())
     clip = mc.CLIP(32, 32, 2, 64, 8, 77, 49408, 32, 2, 2, vision_heads=2).eval()
     clip.load_state_dict({k: v for k, v in model.state_dict().items() if k in clip.state_dict()})
-    clip_batch = video()
+    clip_batch = random_clips()
     tokens = mc.tokenize(NAMES)
     with torch.no_grad():
         frames = ((clip_batch.float() - model.mean) / model.std).flatten(0, 1)
@@ -232,7 +205,7 @@ def test_zero_adapters_and_no_prompts_give_plain_clip():
 
 def test_only_prompts_and_adapters_receive_gradients():
     model = tiny_model().train()
-    out = model(video())
+    out = model(random_clips())
     assert set(out) == {"logits", "aux_loss"}
     (F.cross_entropy(out["logits"], torch.tensor([0, 2])) + out["aux_loss"]).backward()
     for name, p in model.named_parameters():
@@ -248,9 +221,7 @@ def test_only_prompts_and_adapters_receive_gradients():
 
 def test_class_texts_are_cached_only_when_no_gradient_can_reach_them(tmp_path):
     model = tiny_model().eval()
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda tokens: calls.append(len(tokens)) or encode(tokens)
+    calls = record_text_batches(model)
     with torch.no_grad():
         first = model.class_features()
         assert model.class_features() is first and calls == [3]
@@ -278,7 +249,7 @@ def test_descriptions_replace_the_class_names(tmp_path):
     cfg = tiny()
     cfg["text"]["descriptions"] = {"coarse": str(path), "fine": None}
     model = ezclip.EZCLIP(cfg, NAMES)
-    assert torch.equal(model.class_tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
+    assert torch.equal(model.texts.tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
     cfg["task"] = "fine"  # no file for the fine task: the templates
     cfg["text"]["templates"] = ["a video of {}.", "{}"]
     model = ezclip.EZCLIP(cfg, NAMES)
@@ -305,15 +276,10 @@ def test_recipe():
 # through train.py and evaluate.py
 
 
-def run_args(splits, out, *extra):
-    return ["--model", "ezclip", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_coarse_training_through_the_harness(synta_tiny, tmp_path):
     _, splits = synta_tiny
     before = tiny_model(seed=0).state_dict()
-    result = train.main(run_args(splits, tmp_path / "run"))
+    result = train.main(train_args(splits, tmp_path / "run", "ezclip"))
     assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(r["loss"] > 0 for r in log if r["type"] == "step")
@@ -327,13 +293,8 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
 
     _, splits = synta_tiny
     hierarchy = load_hierarchy("synta")
-    path = tmp_path / "fine.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "description"])
-        for c in hierarchy.fine:
-            w.writerow([c.name, f"a video where {c.name.lower()}"])
-    result = train.main(run_args(splits, tmp_path / "fine", "--task", "fine", "--set", f"text.descriptions.fine={path}"))
+    path = write_descriptions(tmp_path / "fine.csv", {c.name: f"a video where {c.name.lower()}" for c in hierarchy.fine})
+    result = train.main(train_args(splits, tmp_path / "fine", "ezclip", "--task", "fine", "--set", f"text.descriptions.fine={path}"))
     assert result["task"] == "fine" and result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     capsys.readouterr()
     summary = evaluate.main(["--ckpt", str(tmp_path / "fine" / "ckpt.pt"), "--workers", "0"])
@@ -342,32 +303,23 @@ def test_fine_base_to_novel_with_descriptions(synta_tiny, tmp_path, capsys):
     cfg = torch.load(tmp_path / "fine" / "ckpt.pt", weights_only=True)["config"]
     model = build_model({**cfg, "pretrained": "none"}, hierarchy.fine_names(1))
     model.set_class_names(hierarchy.fine_names(2))
-    assert model.texts.names == hierarchy.fine_names(2) and len(model.class_tokens) == len(hierarchy.fine_names(2))
+    assert model.texts.names == hierarchy.fine_names(2) and len(model.texts.tokens) == len(hierarchy.fine_names(2))
 
 
 def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypatch):
     _, splits = synta_tiny
-    args = lambda out: run_args(splits, tmp_path / out, "--epochs", "2")  # noqa: E731
-    full = train.main(args("full"))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
-    with pytest.raises(SystemExit):
-        train.main(args("cut"))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
-    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
-    assert resumed["top1"] == full["top1"]
-    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_resume_matches_uninterrupted(splits, tmp_path, "ezclip", monkeypatch)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
     model = tiny_model().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(video())
+        out = model(random_clips())
     assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
     out["aux_loss"].backward()
     assert model.visual.transformer.T_prompt_embeddings.grad.dtype == torch.float32
     with torch.no_grad():
         model.eval()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(video())
-        torch.testing.assert_close(low, model(video()), atol=0.5, rtol=0.05)
+            low = model(random_clips())
+        torch.testing.assert_close(low, model(random_clips()), atol=0.5, rtol=0.05)

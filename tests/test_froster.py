@@ -1,53 +1,30 @@
 """models/froster.py: the release layouts (training and weight-averaged files), Open-VCLIP's
 expand_temporal_view attention against a literal sequence-first reading, the frozen teacher (never
 trained, optimised or saved), the distillation term, and training through train.py."""
-import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
-from models import load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
-from models import froster  # noqa: E402
+from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
+                      tiny_cfg, train_args)
+import evaluate
+import train
+from models import load_recipe
+from models import clip as mc
+from models import froster
 
 NAMES = ["falling", "rising", "orbiting"]
 TINY_CLIP = (32, 32, 2, 64, 8, 77, 49408, 32, 2, 2)  # the tiny recipe's CLIP arguments
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(**model):
-    cfg = load_recipe("froster", "synta", tiny=True)
-    cfg["model"].update(model)
-    return cfg
+    return tiny_cfg("froster", **model)
 
 
 def tiny_model(seed=0, **model):
     torch.manual_seed(seed)
     return froster.build_model(tiny(**model), NAMES)
-
-
-def video(b=2, t=4, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (b, t, 3, size, size), dtype=torch.uint8, generator=g)
-
-
-def perturb(module, scale=0.05, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,10 +33,7 @@ def perturb(module, scale=0.05, seed=1):
 
 @pytest.fixture(scope="module")
 def release():
-    path = REPO.parent / "shared" / "reference" / "checkpoint_keys" / "froster_b16_8f.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+    return checkpoint_keys("froster_b16_8f")
 
 
 def full_size():
@@ -108,8 +82,7 @@ def test_mismatched_checkpoints_are_refused_in_one_line(release, tmp_path):
                         ("other.pyth", "holds neither FROSTER nor CLIP weights"), ("absent.pyth", "not found")):
         with pytest.raises(SystemExit) as e:
             full_size().load_pretrained(str(tmp_path / name), "none", log=quiet)
-        msg = str(e.value)
-        assert msg.startswith("error: ") and "\n" not in msg and words in msg, msg
+        one_line_error(e, words)
 
 
 def test_tiny_release_values_go_where_they_belong(tmp_path):
@@ -196,7 +169,7 @@ def test_teacher_is_frozen_unsaved_and_outside_the_optimizer():
     assert not in_optimizer & {id(p) for p in model.raw_model.parameters()}
     assert in_optimizer == {id(p) for n, p in model.named_parameters() if not n.startswith("raw_model.")}
     student = {k: v.clone() for k, v in model.model.state_dict().items()}
-    loss, _ = train.compute_loss(model, video(), torch.tensor([0, 1]))
+    loss, _ = train.compute_loss(model, random_clips(), torch.tensor([0, 1]))
     loss.backward()
     assert all(p.grad is None for p in model.raw_model.parameters())
     optimizer.step()
@@ -214,7 +187,7 @@ def test_distillation_term():
     the text term is exactly zero; the video term is not, because the student's attention already
     looks at the neighbouring frames. It is 2.0 x the squared distance of the unit video features."""
     model = tiny_model().train()
-    clip_batch = video()
+    clip_batch = random_clips()
     out = model(clip_batch)
     with torch.no_grad():
         assert model.distance(model.projector_t, model.class_features(), model.teacher_class_features()).item() == 0.0
@@ -237,10 +210,10 @@ def test_frozen_text_option_caches_text_and_drops_the_text_term():
     model = tiny_model(train_text=False).train()
     assert not model.projector_t[0].weight.requires_grad
     assert model.class_features() is model.class_features()
-    out = model(video())
+    out = model(random_clips())
     with torch.no_grad():
-        v = F.normalize(model.encode_video(video()), dim=-1)
-        u = F.normalize(model.encode_video(video(), teacher=True), dim=-1)
+        v = F.normalize(model.encode_video(random_clips()), dim=-1)
+        u = F.normalize(model.encode_video(random_clips(), teacher=True), dim=-1)
     assert out["aux_loss"].item() == pytest.approx(2.0 * (v - u).pow(2).sum(-1).mean().item(), rel=1e-5)
 
 
@@ -265,9 +238,7 @@ def test_recipe():
 
 def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    args = ["--model", "froster", "--data", "synta", "--splits", str(splits), "--out", str(tmp_path / "run"), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0"]
-    result = train.main(args)
+    result = train.main(train_args(splits, tmp_path / "run", "froster"))
     assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
     ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
     assert not any(k.startswith("raw_model.") for k in ckpt["model"])
@@ -280,31 +251,18 @@ def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
 def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
     """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
     _, splits = synta_tiny
-
-    def args(out):
-        return ["--model", "froster", "--data", "synta", "--splits", str(splits), "--out", str(tmp_path / out), "--tiny",
-                "--epochs", "2", "--batch-size", "8", "--workers", "0"]
-
-    full = train.main(args("full"))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")
-    with pytest.raises(SystemExit):
-        train.main(args("cut"))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
-    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
-    assert resumed["top1"] == full["top1"]
-    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_resume_matches_uninterrupted(splits, tmp_path, "froster", monkeypatch)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
     model = tiny_model().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(video())
+        out = model(random_clips())
     assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
     out["aux_loss"].backward()
     assert model.projector_v[2].weight.grad.dtype == torch.float32
     with torch.no_grad():
         model.eval()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(video())
-        torch.testing.assert_close(low, model(video()), atol=0.1, rtol=0.05)
+            low = model(random_clips())
+        torch.testing.assert_close(low, model(random_clips()), atol=0.1, rtol=0.05)

@@ -5,17 +5,15 @@ rendering and writing on tiny clips. ../shared (the official split lists) is onl
 """
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from data import synta
 from data.render import Background, Camera, Light, Solid, read_mp4, render_background, render_frames
 from data.synta_motions import CLASSES, footprint_gap, lift_of
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 IDS = (1, 2, 3, 31)  # a few videos of each class: programs are random, checks must hold for every draw
 
 

@@ -1,6 +1,5 @@
 """The text models end to end on tiny real videos: the fine base-to-novel task and the coarse task
 through train.py / evaluate.py, class descriptions, and the one-video demo (evaluate.py --video)."""
-import csv
 import json
 
 import pytest
@@ -8,8 +7,7 @@ import torch
 
 import evaluate
 import train
-from conftest import SHARED
-from text_helpers import one_line_error
+from conftest import SHARED, one_line_error, train_args, write_descriptions
 
 from data.hierarchy import load_hierarchy
 from data.loader import VideoDataset, load_videos
@@ -17,11 +15,6 @@ from models import load_recipe
 from models import clip as mc
 
 SYNTA = load_hierarchy("synta")
-
-
-def train_args(splits, out, model, *extra):
-    return ["--model", model, "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +86,8 @@ def test_each_text_model_trains_in_the_coarse_task(model, synta_tiny, tmp_path):
 
 def test_fine_task_with_one_description_per_class(synta_tiny, tmp_path):
     _, splits = synta_tiny
-    path = tmp_path / "descriptions.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "description"])
-        for c in SYNTA.fine:
-            w.writerow([c.name, f"a video where {c.coarse_name} happens: {c.name.lower()}"])
+    path = write_descriptions(tmp_path / "descriptions.csv",
+                              {c.name: f"a video where {c.coarse_name} happens: {c.name.lower()}" for c in SYNTA.fine})
     result = train.main(train_args(splits, tmp_path / "run", "actionclip", "--task", "fine", "--set",
                                    f"text.descriptions={path}", "--set", "model.template_sampling=batch"))
     assert result["task"] == "fine" and result["unknown"]["videos"] > 0

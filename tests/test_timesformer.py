@@ -1,8 +1,6 @@
 """models/timesformer.py: divided space-time attention, the released key layout, weight loading."""
 import hashlib
 import io
-import json
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,26 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from models import build_model, load_recipe  # noqa: E402
-import models.timesformer as tsf  # noqa: E402
-from models.weights import extract_state_dict  # noqa: E402
+from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from models import build_model, load_recipe
+import models.timesformer as tsf
+from models.weights import extract_state_dict
 
 CLASSES = [f"class {i}" for i in range(5)]
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(frames=4, size=32, **model):
-    cfg = load_recipe("timesformer", "synta", tiny=True)
+    cfg = tiny_cfg("timesformer", **model)
     cfg["input"].update(frames=frames, size=size)
-    cfg["model"].update(model)
     return cfg
 
 
@@ -40,16 +29,7 @@ def tiny_model(num_classes=5, seed=0, **kw) -> tsf.TimeSformer:
 
 
 def release():
-    path = SHARED / "reference" / "checkpoint_keys" / "timesformer_divst_b16_8f_k400.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
-
-
-def one_line_exit(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
+    return checkpoint_keys("timesformer_divst_b16_8f_k400")
 
 
 def randomise(model):
@@ -330,7 +310,7 @@ def test_imagenet_by_name_downloads_once_and_checks_the_hash_prefix(tmp_path, mo
     monkeypatch.setattr(tsf, "IMAGENET_URL", "https://example.invalid/v0.1-vitjx/jx_vit_tiny-00000000.pth")
     with pytest.raises(SystemExit) as e:
         tiny_model().load_pretrained("imagenet", log=quiet)
-    assert "SHA256" in one_line_exit(e)
+    assert "SHA256" in one_line_error(e)
 
 
 def test_loading_errors_are_one_line(tmp_path, monkeypatch):
@@ -344,13 +324,13 @@ def test_loading_errors_are_one_line(tmp_path, monkeypatch):
     cfg["pretrained"] = "imagenet"
     with pytest.raises(SystemExit) as e:
         build_model(cfg, CLASSES)
-    msg = one_line_exit(e)
+    msg = one_line_error(e)
     assert "cannot download" in msg and "pretrained: /path/to/jx_vit_base_p16_224-80ecf9dd.pth" in msg
     assert "pretrained: none" in msg
     cfg["pretrained"] = str(tmp_path / "TimeSformer_divST_8x32_224_K400.pyth")
     with pytest.raises(SystemExit) as e:
         build_model(cfg, CLASSES)
-    assert "not found" in one_line_exit(e)
+    assert "not found" in one_line_error(e)
     # CLIP weights are not a TimeSformer: a one-line list of what is missing and unexpected
     from models.clip import CLIP
 
@@ -358,14 +338,14 @@ def test_loading_errors_are_one_line(tmp_path, monkeypatch):
     cfg["pretrained"] = str(tmp_path / "clip.pt")
     with pytest.raises(SystemExit) as e:
         build_model(cfg, CLASSES)
-    msg = one_line_exit(e)
+    msg = one_line_error(e)
     assert "missing (model.blocks.0." in msg and "unexpected (model.ln_final.bias" in msg
     # a TimeSformer of another width
     save_pyth(tiny_model(embed_dim=32), tmp_path / "narrow.pyth")
     cfg["pretrained"] = str(tmp_path / "narrow.pyth")
     with pytest.raises(SystemExit) as e:
         build_model(cfg, CLASSES)
-    assert "of another shape" in one_line_exit(e)
+    assert "of another shape" in one_line_error(e)
 
 
 def test_optimizer_hooks_and_recipe():

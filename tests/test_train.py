@@ -9,14 +9,14 @@ import torch
 
 import evaluate
 import train
-from conftest import REPO
+from conftest import REPO, check_resume_matches_uninterrupted, train_and_evaluate_both_sets
+from conftest import train_args as one_epoch_args
 
 MODELS = ["vit", "timesformer"]
 
 
 def train_args(splits, out, model="vit", *extra):
-    return ["--model", model, "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "2", "--batch-size", "8", "--workers", "0", *extra]
+    return one_epoch_args(splits, out, model, "--epochs", "2", *extra)  # two epochs, vit by default
 
 
 def weights(ckpt_path):
@@ -51,18 +51,8 @@ def test_both_directions_then_evaluate(model, synta_tiny, tmp_path, capsys):
 
 def test_resume_after_interrupt_matches_uninterrupted_run(synta_tiny, tmp_path, monkeypatch):
     _, splits = synta_tiny
-    full = train.main(train_args(splits, tmp_path / "full"))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")  # a real SIGINT in the middle of epoch 2
-    with pytest.raises(SystemExit) as stop:
-        train.main(train_args(splits, tmp_path / "cut"))
-    assert stop.value.code == 130
-    cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    cut = check_resume_matches_uninterrupted(splits, tmp_path, "vit", monkeypatch)
     assert (cut["epoch"], cut["step_in_epoch"]) == (1, 3)  # 9 steps per epoch: stopped 3 steps into epoch 2
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
-    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
-    assert resumed["top1"] == full["top1"] and resumed["mean_class"] == full["mean_class"]
-    a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(tmp_path / "cut" / "ckpt.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_processes_match_one(synta_tiny, tmp_path):
@@ -145,15 +135,7 @@ def test_checkpoints_of_another_model_or_class_count_are_refused(synta_tiny, tmp
 @pytest.mark.parametrize("model", ["c2d", "i3d", "x3d", "slowfast", "mvitv2", "revmvit"])
 def test_video_models_train_and_evaluate_in_both_directions(model, synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    for s in (1, 2):
-        result = train.main(train_args(splits, tmp_path / f"set{s}", model, "--train-set", str(s), "--epochs", "1"))
-        assert result["model"] == model and result["train_set"] == s
-        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
-    capsys.readouterr()
-    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
-    assert "average of the two directions" in capsys.readouterr().out
-    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
-        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+    train_and_evaluate_both_sets(splits, tmp_path, model, capsys)
 
 
 def test_mixup_and_cutmix_targets_weigh_the_pixels_they_mix():

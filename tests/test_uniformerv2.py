@@ -11,22 +11,16 @@ sequence-first layout step by step.
 """
 import fnmatch
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
-from models import build_model, load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
-import models.uniformerv2 as uv2  # noqa: E402
+from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+                      train_and_evaluate_both_sets)
+from models import build_model, load_recipe
+from models import clip as mc
+import models.uniformerv2 as uv2
 
 CLASSES = [f"class {i}" for i in range(5)]
 K400 = [f"class {i}" for i in range(400)]
@@ -35,24 +29,13 @@ PUBLISHED_PARAMS = (115e6, ("mmaction2 configs/recognition/uniformerv2/README.md
 SSV2_LIKE = dict(no_lmhra=False, double_lmhra=True, temporal_downsample=True)
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(**model):
-    cfg = load_recipe("uniformerv2", "synta", tiny=True)
-    cfg["model"].update(model)
-    return cfg
+    return tiny_cfg("uniformerv2", **model)
 
 
 def tiny_model(num_classes=5, seed=0, **model) -> uv2.UniFormerV2:
     torch.manual_seed(seed)
     return uv2.UniFormerV2(tiny(**model), num_classes)
-
-
-def video(batch=2, frames=4, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8, generator=g)
 
 
 def randomise(model, std=0.2):
@@ -67,25 +50,6 @@ def randomise(model, std=0.2):
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * std)
     return model
-
-
-def tiny_clip(seed=0) -> mc.CLIP:
-    """A CLIP whose image tower has the tiny recipe's architecture (width 64, 2 layers, patch 8, 32 px)."""
-    torch.manual_seed(seed)
-    clip = mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                   context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
-                   vision_heads=2)
-    with torch.no_grad():  # LayerNorms off 1/0 so that a missed ln would show
-        for name, p in clip.visual.named_parameters():
-            if ".ln_" in name or name.startswith("ln_"):
-                p.add_(torch.randn_like(p) * 0.1)
-    return clip
-
-
-def one_line_exit(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,9 +145,7 @@ def test_released_state_dicts_load_with_nothing_missing(tmp_path):
     keys = official_keys(classes=7, temporal_kernel=3, lmhra=2, **TINY_LAYOUT)
     state = release_state(keys)
     for container in ({"epoch": 50, "model_state": state, "optimizer_state": {}, "cfg": "..."}, state):
-        kind, read, _ = uv2.read_weights(save(container, tmp_path))
-        assert kind == "release"
-        report = model.load_release(read, "k.pyth", log=quiet)
+        report = model.load_pretrained(save_checkpoint(container, tmp_path), log=quiet)
         assert report["missing"] == [] and report["unexpected"] == [] and not report["dropped_head"]
         assert report["loaded"] == len(keys)
     own = model.state_dict()
@@ -191,16 +153,9 @@ def test_released_state_dicts_load_with_nothing_missing(tmp_path):
     # mmaction2's port: transformer.norm and cls_head.fc_cls
     renamed = {k.replace("backbone.transformer.proj.0.", "backbone.transformer.norm.")
                 .replace("backbone.transformer.proj.2.", "cls_head.fc_cls."): v for k, v in release_state(keys, 1).items()}
-    kind, read, _ = uv2.read_weights(save({"meta": {}, "state_dict": renamed}, tmp_path))
-    report = model.load_release(read, "mm.pth", log=quiet)
-    assert report["missing"] == [] and report["unexpected"] == []
+    report = model.load_pretrained(save_checkpoint({"meta": {}, "state_dict": renamed}, tmp_path), log=quiet)
+    assert report["missing"] == [] and report["unexpected"] == [] and not report["dropped_head"]
     assert torch.equal(model.backbone.transformer.proj[2].weight, renamed["cls_head.fc_cls.weight"])
-
-
-def save(obj, folder) -> str:
-    path = Path(folder) / f"weights{len(list(Path(folder).glob('*.pth')))}.pth"
-    torch.save(obj, path)
-    return str(path)
 
 
 def test_mismatches_are_refused_and_a_foreign_head_is_dropped(tmp_path):
@@ -219,21 +174,22 @@ def test_mismatches_are_refused_and_a_foreign_head_is_dropped(tmp_path):
     # a missing tensor, an unexpected one, another shape: one line each
     with pytest.raises(SystemExit) as e:
         model.load_release({k: v for k, v in state.items() if not k.endswith("dec.1.ln_3.bias")}, "x.pyth", log=quiet)
-    assert "1 missing (backbone.transformer.dec.1.ln_3.bias)" in one_line_exit(e)
+    assert "1 missing (backbone.transformer.dec.1.ln_3.bias)" in one_line_error(e)
     with pytest.raises(SystemExit) as e:
         model.load_release(dict(state, **{"backbone.transformer.extra": torch.zeros(1)}), "x.pyth", log=quiet)
-    assert "1 unexpected (backbone.transformer.extra)" in one_line_exit(e)
+    assert "1 unexpected (backbone.transformer.extra)" in one_line_error(e)
     ssv2 = release_state(official_keys(classes=7, temporal_kernel=3, lmhra=2, **TINY_LAYOUT))
     with pytest.raises(SystemExit) as e:  # an SSv2 checkpoint (local MHRA, 3-frame conv1) into a K400 model
         model.load_release(ssv2, "ssv2.pyth", log=quiet)
-    msg = one_line_exit(e)
+    msg = one_line_error(e)
     assert "unexpected (backbone.transformer.resblocks.0.lmhra1" in msg and "of another shape (backbone.conv1.weight" in msg
     with pytest.raises(SystemExit) as e:
-        uv2.read_weights(save({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}, tmp_path))
-    assert "neither a UniFormerV2 checkpoint" in one_line_exit(e)
+        model.load_pretrained(save_checkpoint({"state_dict": {"encoder.layer.0.weight": torch.zeros(2)}}, tmp_path),
+                              log=quiet)
+    assert "neither UniFormerV2 weights (backbone.* keys) nor CLIP weights" in one_line_error(e)
     with pytest.raises(SystemExit) as e:
-        uv2.read_weights("/nowhere/k400.pyth")
-    assert "not found" in one_line_exit(e)
+        model.load_pretrained("/nowhere/k400.pyth", log=quiet)
+    assert "not found" in one_line_error(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,13 +197,13 @@ def test_mismatches_are_refused_and_a_foreign_head_is_dropped(tmp_path):
 
 
 def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp_path):
-    clip = tiny_clip()
+    clip = tiny_vision_clip()
     full = clip.state_dict()
     messages = []
     # by name (the download is replaced by the tiny weights) and as files: full CLIP, visual only
-    monkeypatch.setattr(uv2, "load_clip_state_dict", lambda spec: dict(full))
+    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(full))
     cfg = tiny(**SSV2_LIKE)
-    for spec in ("ViT-B/16", save(full, tmp_path), save(clip.visual.state_dict(), tmp_path)):
+    for spec in ("ViT-B/16", save_checkpoint(full, tmp_path), save_checkpoint(clip.visual.state_dict(), tmp_path)):
         cfg["pretrained"] = spec
         model = uv2.UniFormerV2(cfg, 5)
         report = model.load_pretrained(spec, log=messages.append)
@@ -265,8 +221,8 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp
     other = mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=48, vision_patch_size=8,
                     context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
     with pytest.raises(SystemExit) as e:
-        uv2.UniFormerV2(tiny(), 5).load_pretrained(save(other.state_dict(), tmp_path), log=quiet)
-    assert "of another shape" in one_line_exit(e)
+        uv2.UniFormerV2(tiny(), 5).load_pretrained(save_checkpoint(other.state_dict(), tmp_path), log=quiet)
+    assert "of another shape" in one_line_error(e)
 
 
 def clip_class_tokens(visual, frames):
@@ -279,8 +235,8 @@ def normalise(model, clip):
 
 
 def test_at_init_the_backbone_is_clip_and_the_query_path_is_zero():
-    clip = tiny_clip()
-    x = video(batch=2, frames=4)
+    clip = tiny_vision_clip()
+    x = random_clips(batch=2, frames=4)
     # K400-TA / Syn-TA layout (no local MHRA, no temporal downsampling): CLIP on every frame
     model = uv2.UniFormerV2(tiny(), 5).eval()
     model.load_clip_visual({k: v for k, v in clip.visual.state_dict().items()}, "tiny CLIP", log=quiet)
@@ -381,7 +337,7 @@ def reference_logits(model, clip_uint8):
 def test_forward_matches_a_sequence_first_reference_of_the_official_code(layout):
     model = tiny_model(**(SSV2_LIKE if layout == "ssv2" else {}))
     randomise(model, std=0.15).eval()
-    x = video(batch=2, frames=4)
+    x = random_clips(batch=2, frames=4)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference_logits(model, x), atol=2e-4, rtol=2e-4)
 
@@ -393,7 +349,7 @@ def test_forward_matches_a_sequence_first_reference_of_the_official_code(layout)
 def test_tiny_forward_backward_on_uint8():
     for layout in ({}, SSV2_LIKE):
         model = randomise(tiny_model(**layout)).train()  # stochastic depth off: every branch must get a gradient
-        logits = model(video())
+        logits = model(random_clips())
         assert logits.shape == (2, 5) and logits.dtype == torch.float32
         logits.logsumexp(1).sum().backward()
         for name, p in model.named_parameters():
@@ -402,14 +358,14 @@ def test_tiny_forward_backward_on_uint8():
             assert all(g.abs().sum() > 0 for g in grad), name
         assert not any("mean" == k or "std" == k for k in model.state_dict())
         with pytest.raises(ValueError):
-            model(video().permute(0, 2, 1, 3, 4))
+            model(random_clips().permute(0, 2, 1, 3, 4))
     # another input size: positions resampled; bf16 autocast on the CPU gives close logits
     model = randomise(tiny_model(**SSV2_LIKE), std=0.05).eval()
-    assert model(video(batch=1, frames=6, size=48)).shape == (1, 5)
+    assert model(random_clips(batch=1, frames=6, size=48)).shape == (1, 5)
     with torch.no_grad():
-        ref = model(video())
+        ref = model(random_clips())
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(video())
+            low = model(random_clips())
     assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05 * ref.abs().max() + 0.02
 
 
@@ -418,7 +374,7 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistic
     for flag in (False, True):
         model = randomise(tiny_model(**SSV2_LIKE, grad_checkpointing=flag, backbone_drop_path=0.2, drop_path=0.3)).train()
         torch.manual_seed(3)  # same dropout and stochastic-depth draws in both runs
-        model(video()).square().sum().backward()
+        model(random_clips()).square().sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
         stats.append({n: b.clone() for n, b in model.named_buffers() if "running" in n or "num_batches" in n})
     for n, g in grads[0].items():
@@ -430,7 +386,10 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistic
 
 
 def test_stochastic_depth_is_drawn_per_token_position_as_the_original():
-    drop = uv2.TokenDropPath(0.5).train()
+    drop = mc.DropPath(0.5, dim=1).train()
+    blocks = tiny_model().backbone.transformer
+    assert all(blk.drop_path.dim == 1 for blk in (*blocks.resblocks, *blocks.dec))  # the local MHRA's: per clip
+    assert all(blk.drop_path_clip.dim == 0 for blk in blocks.resblocks)
     y = drop(torch.ones(6, 50, 4))
     kept = y[0, :, 0] > 0
     assert torch.equal(y, kept.view(1, 50, 1).float().expand(6, 50, 4) * 2)  # same mask for every row
@@ -457,19 +416,6 @@ def test_recipes_follow_the_study():
     assert (m["return_list"], m["backbone_drop_path"], m["drop_path"]) == (list(range(4, 12)), 0.2, 0.4)
 
 
-def train_args(splits, out, *extra):
-    return ["--model", "uniformerv2", "--data", "synta", "--splits", str(splits), "--out", str(out), "--tiny",
-            "--epochs", "1", "--batch-size", "8", "--workers", "0", *extra]
-
-
 def test_trains_and_evaluates_in_both_directions(synta_tiny, tmp_path, capsys):
     _, splits = synta_tiny
-    for s in (1, 2):
-        result = train.main(train_args(splits, tmp_path / f"set{s}", "--train-set", str(s)))
-        assert result["model"] == "uniformerv2" and result["train_set"] == s
-        assert result["known"]["videos"] > 0 and result["unknown"]["videos"] > 0
-    capsys.readouterr()
-    summary = evaluate.main(["--ckpt", str(tmp_path / "set1" / "ckpt.pt"), str(tmp_path / "set2" / "ckpt.pt"), "--workers", "0"])
-    assert "average of the two directions" in capsys.readouterr().out
-    assert summary["averages"][0]["top1"]["known"] == pytest.approx(
-        (summary["directions"][0]["top1"]["known"] + summary["directions"][1]["top1"]["known"]) / 2)
+    train_and_evaluate_both_sets(splits, tmp_path, "uniformerv2", capsys)

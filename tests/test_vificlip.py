@@ -4,16 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from text_helpers import full_size_on_meta, meta_state, one_line_error, release_json, save_with_yacs_config, tiny, tiny_cfg, tiny_clip
+from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
 from models import clip as mc
 
 CLASSES = ["punching bag", "punching person", "falling down"]
-
-
-def quiet(msg):
-    pass
 
 
 def as_release(state: dict) -> dict:
@@ -33,7 +30,7 @@ def as_release(state: dict) -> dict:
 
 
 def test_full_size_state_dict_is_openai_clip_and_the_release_maps_onto_it():
-    clip_ref, vifi_ref = release_json("openai_clip_vit_b16"), release_json("vificlip_b16")
+    clip_ref, vifi_ref = checkpoint_keys("openai_clip_vit_b16"), checkpoint_keys("vificlip_b16")
     model = full_size_on_meta("vificlip")
     own = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert own == {k: v for k, v in clip_ref["keys"].items() if k not in mc.JIT_EXTRAS}
@@ -114,9 +111,7 @@ def test_forward_is_clip_on_the_frame_mean_with_photo_prompts():
 def test_both_towers_train_and_the_eval_cache_never_outlives_a_step():
     model = tiny("vificlip", CLASSES)
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda t: calls.append(len(t)) or encode(t)
+    calls = record_text_batches(model)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()
     model(video).logsumexp(1).sum().backward()
@@ -132,7 +127,7 @@ def test_both_towers_train_and_the_eval_cache_never_outlives_a_step():
         before = model(video)
         torch.testing.assert_close(model(video), before)
         assert calls == [3, 3, 3]  # evaluation: once per label space
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), before)  # cached == uncached
     opt.step()  # training resumed: the cache must not be reused
     with torch.no_grad():

@@ -1,46 +1,21 @@
 """models/vit.py: CLIP image tower per frame, time average, linear head."""
-import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from models import build_model, load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
+from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg, tiny_vision_clip
+from models import build_model, load_recipe
+from models import clip as mc
 
 CLASSES = [f"class {i}" for i in range(5)]
 
 
-def quiet(msg):
-    pass
-
-
 def tiny(**model):
-    cfg = load_recipe("vit", "synta", tiny=True)
-    cfg["model"].update(model)
-    return cfg
-
-
-def tiny_clip_weights(**overrides) -> mc.CLIP:
-    """A CLIP whose image tower has the tiny vit recipe's architecture."""
-    torch.manual_seed(0)
-    cfg = dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-               context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
-    cfg.update(overrides)
-    return mc.CLIP(**cfg, vision_heads=2)
+    return tiny_cfg("vit", **model)
 
 
 def test_full_size_has_the_released_visual_keys():
-    path = SHARED / "reference" / "checkpoint_keys" / "openai_clip_vit_b16.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    release = json.loads(path.read_text())["keys"]
+    release = checkpoint_keys("openai_clip_vit_b16")["keys"]
     cfg = load_recipe("vit", "k400ta")
     cfg["pretrained"] = "none"
     with torch.device("meta"):
@@ -83,7 +58,7 @@ def test_normalises_inside_and_averages_frames():
 
 
 def test_loads_the_visual_part_of_clip_weights(tmp_path):
-    src = tiny_clip_weights()
+    src = tiny_vision_clip()
     torch.save(src.state_dict(), tmp_path / "clip.pt")
     logs = []
     cfg = tiny()
@@ -96,6 +71,11 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     for k, v in src.visual.state_dict().items():
         assert torch.equal(model.visual.state_dict()[k], v), k
     assert any("text-tower tensors" in m for m in logs)
+    # an image tower alone (no `visual.` prefix) loads the same
+    torch.save(src.visual.state_dict(), tmp_path / "visual.pt")
+    tower_only = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    assert tower_only.load_clip_weights(str(tmp_path / "visual.pt"), log=quiet)["missing"] == []
+    assert all(torch.equal(tower_only.visual.state_dict()[k], v) for k, v in src.visual.state_dict().items())
     # another input size: positional_embedding is resampled (4x4 -> 6x6 grid), the rest is unchanged
     cfg["input"]["size"] = 48
     model48 = vit.CLIPFrameAverage(cfg, len(CLASSES))
@@ -107,14 +87,15 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
 
 
 def test_wrong_architecture_and_missing_file_are_one_line_errors(tmp_path):
-    torch.save(tiny_clip_weights(vision_width=128).state_dict(), tmp_path / "wide.pt")
-    for spec, words in ((str(tmp_path / "wide.pt"), "of another shape"), (str(tmp_path / "absent.pt"), "not found")):
+    torch.save(tiny_vision_clip(vision_width=128).state_dict(), tmp_path / "wide.pt")
+    torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    for spec, words in ((str(tmp_path / "wide.pt"), "of another shape"), (str(tmp_path / "absent.pt"), "not found"),
+                        (str(tmp_path / "other.pt"), "holds no CLIP weights")):
         cfg = tiny()
         cfg["pretrained"] = spec
         with pytest.raises(SystemExit) as e:
             build_model(cfg, CLASSES)
-        msg = str(e.value)
-        assert msg.startswith("error: ") and "\n" not in msg and words in msg, msg
+        one_line_error(e, words)
 
 
 def test_optimizer_hooks_name_real_parameters():

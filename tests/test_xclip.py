@@ -4,20 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from text_helpers import full_size_on_meta, meta_state, one_line_error, release_json, save_with_yacs_config, tiny, tiny_cfg, tiny_clip
+from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
+from models import clip as mc
 from models import xclip as mx
 
 CLASSES = ["punching bag", "punching person", "falling down"]
 
 
-def quiet(msg):
-    pass
-
-
 def test_full_size_state_dict_is_the_release():
-    ref = release_json("xclip_b16_8f")
+    ref = checkpoint_keys("xclip_b16_8f")
     model = full_size_on_meta("xclip", frames=8)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["keys"]
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
@@ -28,13 +26,14 @@ def test_full_size_state_dict_is_the_release():
 
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_release_containers_of_each_frame_count_load_into_an_8_frame_model(frames):
-    ref = release_json(f"xclip_b16_{frames}f")
+    ref = checkpoint_keys(f"xclip_b16_{frames}f")
     model = full_size_on_meta("xclip", frames=8)
     logs = []
     report = model.load_state_from({"model": meta_state(ref["keys"]), "epoch": 29, "lr_scheduler": {}},
                                    f"k400_16_{frames}.pth", log=logs.append)
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == len(ref["keys"])
-    assert any("interpolated from" in m for m in logs) == (frames != 8)
+    resampled = f"mit.positional_embedding of k400_16_{frames}.pth from {frames} to 8 frames"
+    assert any(resampled in m for m in logs) == (frames != 8)
 
 
 def test_time_embedding_is_interpolated_linearly():
@@ -58,7 +57,7 @@ def test_a_release_file_with_a_pickled_config_loads_without_running_it(tmp_path)
     src = tiny("xclip", CLASSES, frames=4, seed=5)
     path = save_with_yacs_config({"model": src.state_dict()}, tmp_path / "k400_16_8.pth")
     with pytest.raises(Exception):
-        torch.load(path, weights_only=True)  # the reason read_release exists
+        torch.load(path, weights_only=True)  # why read_checkpoint falls back to inert stand-ins
     model = tiny("xclip", CLASSES, frames=4, seed=6)
     logs = []
     model.load_pretrained(str(path), log=logs.append)
@@ -187,7 +186,7 @@ def test_forward_is_cosine_of_video_and_prompted_text():
     with torch.no_grad():
         logits = model(video)
         feats, tokens = model.encode_video(video)
-        raw = model.encode_text(mx.tokenize(CLASSES))  # template "{}", unnormalised into the generator
+        raw = model.encode_text(mc.tokenize(CLASSES))  # template "{}", unnormalised into the generator
         text = raw.unsqueeze(0).expand(2, -1, -1)
         text = text + model.prompts_generator(text, tokens)
         expected = model.logit_scale.exp() * torch.einsum("bd,bkd->bk", F.normalize(feats, dim=-1), F.normalize(text, dim=-1))
@@ -217,15 +216,13 @@ def test_tiny_forward_backward_on_uint8_trains_only_the_video_side():
 def test_text_cache_gives_the_uncached_logits_and_follows_names_and_weights():
     model = tiny("xclip", CLASSES)
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
-    calls = []
-    encode = model.encode_text
-    model.encode_text = lambda t: calls.append(len(t)) or encode(t)
+    calls = record_text_batches(model)
     model.train()
     with torch.no_grad():
         first = model(video)
         second = model(video)
         assert calls == [3]  # frozen text tower: computed once, even in training
-        model._text_cache.clear()
+        model.texts.cache.clear()
         torch.testing.assert_close(model(video), first)
         model.set_class_names(["a", "b"])
         assert model(video).shape == (2, 2)
@@ -254,4 +251,4 @@ def test_without_fix_text_the_text_tower_trains_and_is_not_cached_in_training():
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     model(video).logsumexp(1).sum().backward()
     assert model.ln_final.weight.grad is not None and model.ln_final.weight.grad.abs().sum() > 0
-    assert model.logit_scale.grad is not None and model._text_cache._value is None
+    assert model.logit_scale.grad is not None and model.texts.cache._value is None

@@ -1,27 +1,14 @@
 """Helpers shared by the text-model tests (X-CLIP, ViFi-CLIP, ActionCLIP): release-like files and
 meta-tensor state dicts of the published key layouts."""
-import json
 import sys
 import types
 from pathlib import Path
 
-import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-KEYS = REPO.parent / "shared" / "reference" / "checkpoint_keys"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from models import build_model, load_recipe  # noqa: E402
-from models import clip as mc  # noqa: E402
-
-
-def release_json(name: str) -> dict:
-    path = KEYS / f"{name}.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+from conftest import tiny_cfg
+from models import build_model, load_recipe
+from models import clip as mc
 
 
 def meta_state(shapes: dict, dtype=torch.float32, float32_keys=()) -> dict:
@@ -38,12 +25,6 @@ def full_size_on_meta(model: str, frames: int = None, dataset: str = "synta", cl
         cfg["input"]["frames"] = frames
     with torch.device("meta"):
         return build_model(cfg, list(classes))
-
-
-def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
-    cfg = load_recipe(model, dataset, tiny=True)
-    cfg["model"].update(model_overrides)
-    return cfg
 
 
 def tiny(model: str, classes, seed: int = 0, frames: int = None, **model_overrides):
@@ -87,11 +68,3 @@ def save_with_yacs_config(obj: dict, path: Path) -> Path:
     finally:
         del sys.modules["yacs"], sys.modules["yacs.config"]
     return path
-
-
-def one_line_error(excinfo, *words):
-    msg = str(excinfo.value)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
-    for w in words:
-        assert w in msg, msg
-    return msg
