@@ -232,6 +232,15 @@ def load_checkpoint(path) -> dict:
     return ckpt
 
 
+def build_without_weights(cfg: dict, class_names: list):
+    """The model of `cfg` with nothing read from outside: its weights come from a checkpoint next, and a
+    distillation teacher (FROSTER's `model.teacher`) only matters in training."""
+    cfg = {**cfg, "pretrained": "none", "model": dict(cfg["model"])}
+    if "teacher" in cfg["model"]:
+        cfg["model"]["teacher"] = "none"
+    return build_model(cfg, class_names)
+
+
 def load_model_state(model, state: dict, source: str) -> None:
     """Our own checkpoints must fit exactly; a mismatch is a one-line error."""
     try:
@@ -301,7 +310,7 @@ def demo(args) -> dict:
         ckpt = load_checkpoint(args.ckpt[0])
         cfg = ckpt["config"]
         own = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
-        model = build_model({**cfg, "pretrained": "none"}, own)
+        model = build_without_weights(cfg, own)
         load_model_state(model, ckpt["model"], args.ckpt[0])
         source = args.ckpt[0]
         if classes is not None and not hasattr(model, "set_class_names"):
@@ -322,7 +331,7 @@ def demo(args) -> dict:
         for text in args.set:
             apply_override(cfg, *parse_override(text))
         with torch.device("meta"):
-            probe = build_model({**cfg, "pretrained": "none"}, classes or ["class"])
+            probe = build_without_weights(cfg, classes or ["class"])
         if not hasattr(probe, "set_class_names"):
             raise SystemExit(f"error: {args.model} is a classifier with fixed classes; --model needs a text model "
                              f"for --classes, or pass a trained checkpoint with --ckpt")
@@ -396,7 +405,7 @@ def main(argv=None):
             cfg["train"]["workers"] = args.workers
         splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
         names = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
-        model = build_model({**cfg, "pretrained": "none"}, names)
+        model = build_without_weights(cfg, names)
         load_model_state(model, ckpt["model"], path)
         model.to(device)
         result = evaluate_direction(model, cfg, splits_dir, video_root, device, rank, world, args.backend, progress=True)

@@ -248,6 +248,25 @@ def test_coarse_training_through_the_harness(synta_tiny, tmp_path, capsys):
     assert summary["directions"][0]["top1"] == result["top1"]
 
 
+def test_evaluation_needs_no_teacher_weights(synta_tiny, tmp_path, monkeypatch):
+    """A run trained with the CLIP teacher evaluates offline: evaluation never runs the teacher."""
+    import urllib.request
+
+    _, splits = synta_tiny
+    result = train.main(train_args(splits, tmp_path / "run", "froster", "--epochs", "1"))
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    ckpt["config"]["model"]["teacher"] = "ViT-B/16"  # as the full recipe trains
+    torch.save(ckpt, tmp_path / "run" / "ckpt.pt")
+    monkeypatch.setenv("MT_CACHE", str(tmp_path / "empty_cache"))
+
+    def offline(*args, **kwargs):
+        raise AssertionError("evaluation tried to download CLIP weights")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    summary = evaluate.main(["--ckpt", str(tmp_path / "run" / "ckpt.pt"), "--workers", "0"])
+    assert summary["directions"][0]["top1"] == result["top1"]
+
+
 def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
     """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
     _, splits = synta_tiny
