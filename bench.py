@@ -6,7 +6,8 @@
 
 `step`  times forward + backward + optimizer on a synthetic uint8 batch already on the device (the full
         model, text tower included where there is one), and reports frames/s, model FLOPs utilisation
-        against a bf16 (CUDA) / fp32 (CPU) matmul peak measured in the same run, and peak memory.
+        against a bf16 (CUDA) / fp32 (CPU) matmul peak measured in the same run, and peak memory. FLOPs
+        are those of the operators that run, so recomputation (checkpointing, reversible stages) counts.
 `data`  times the project's loader alone on real video files (clips/s, and per worker).
 `both`  times the training loop fed by the loader: what a real run gets.
 `--reference` adds the OpenAI-CLIP module layout the published X-CLIP / ViFi-CLIP / EZ-CLIP code trains
@@ -22,7 +23,8 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count, shape_wrapper
 
 from data.hierarchy import load_hierarchy
 from data.loader import TrainSampler, VideoDataset, load_videos, make_loader
@@ -97,13 +99,31 @@ CPU_SDPA_FLOPS = {  # torch counts the CUDA attention kernels itself, not the CP
 }
 
 
+class FlopCounter(TorchDispatchMode):
+    """Sums torch's FLOP formulas over the operators that run. Unlike FlopCounterMode it does not track
+    modules, whose hooks break on custom autograd Functions (Rev-MViT's reversible stages)."""
+
+    def __init__(self):
+        super().__init__()
+        self.formulas = {**flop_registry, **{op: shape_wrapper(f) for op, f in CPU_SDPA_FLOPS.items()}}
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 def count_flops(model, clips, labels) -> int:
     """FLOPs of one forward + backward, counted from the operators that actually run."""
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as counter:
+    with FlopCounter() as counter:
         loss, _ = compute_loss(model, clips, labels)
         loss.backward()
     model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    return counter.total
 
 
 def sync(device):

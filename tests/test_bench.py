@@ -28,3 +28,15 @@ def test_flop_count_of_reference_tower_matches_the_formula():
     per_block = 2 * n * L * (3 * d * d + d * d + 8 * d * d) + 2 * 2 * n * L * L * d
     forward = 2 * per_block + 2 * n * 16 * (3 * 64) * d + 2 * n * d * 32 + 2 * 2 * 32 * 10
     assert 2.8 * forward < flops < 3.2 * forward  # backward costs about twice the forward
+
+
+def test_flops_are_counted_through_custom_autograd_functions():
+    """Rev-MViT's reversible stages are a custom autograd.Function; the counter must not trip on them."""
+    import torch
+    from bench import count_flops
+    from models import build_model, load_recipe
+
+    cfg = load_recipe("revmvit", "synta", tiny=True)
+    model = build_model(cfg, [str(i) for i in range(5)])
+    clips = torch.randint(0, 256, (2, cfg["input"]["frames"], 3, 32, 32), dtype=torch.uint8)
+    assert count_flops(model, clips, torch.tensor([0, 1])) > 0
