@@ -326,7 +326,7 @@ def main(argv=None):
     if args.suite == "gpu":
         ref = next(r for r in results if r["model"] == "reference")
         print(f"\n{device_name(device)}, batch {args.batch_size} x {args.frames} frames, 224 px, fwd+bwd+AdamW; "
-              f"bf16 matmul peak measured {peak / 1e12:.0f} TFLOP/s")
+              f"{'bf16' if device.type == 'cuda' else 'fp32'} matmul peak measured {peak / 1e12:.1f} TFLOP/s")
         print("| model | compiled | frames/s | x reference | MFU | peak GiB |\n|---|---|---|---|---|---|")
         for r in results:
             print(f"| {r['model']} | {'yes' if r['compile'] else 'no'} | {r['frames_per_s']:.0f} | "
