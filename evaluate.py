@@ -300,6 +300,8 @@ def demo(args) -> dict:
     weights (--model, --pretrained, optionally --data / --tiny / --set). Text models score any
     --classes; without --classes a checkpoint ranks the classes it was trained on, which is the only
     thing a classifier (fixed softmax head) can do, so --classes with a classifier is an error."""
+    if not Path(args.video).is_file():  # before any weights are loaded or downloaded
+        raise SystemExit(f"error: video {args.video} not found")
     device = pick_device(args.device)
     classes = parse_class_list(args.classes) if args.classes is not None else None
     if args.ckpt and args.model:

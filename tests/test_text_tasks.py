@@ -171,6 +171,8 @@ def test_demo_mistakes_are_one_line_errors(synta_tiny, tmp_path):
         (["--video", path, "--classes", "a,,b", "--model", "xclip", "--tiny"], ("separated by commas",)),
         (["--video", path, "--classes", "a,b,a", "--model", "xclip", "--tiny"], ("'a' more than once",)),
         (["--video", str(tmp_path / "none.mp4"), "--classes", "a,b", "--model", "xclip", "--tiny"], ("not found",)),
+        # checked before any weights are read: the full recipe's ViT-B/16 download is never attempted
+        (["--video", str(tmp_path / "none.mp4"), "--classes", "a,b", "--model", "xclip"], ("video", "not found")),
         (["--video", path, "--classes", "a,b"], ("needs a model",)),
         (["--video", path, "--classes", "a,b", "--model", "xclipp"], ("unknown model 'xclipp'",)),
         (["--video", path, "--classes", "a,b", "--model", "xclip", "--ckpt", "x.pt"], ("not both",)),
