@@ -293,7 +293,7 @@ class MViT(nn.Module):
         mlp_ratio, dpr_max = m.get("mlp_ratio", 4.0), m.get("drop_path", 0.1)
         self.has_cls = bool(m.get("cls_embed", True))
         self.use_mean_pooling = m.get("use_mean_pooling", False)
-        self.grad_ckpt = m.get("grad_ckpt", False)
+        self.grad_checkpointing = m.get("grad_checkpointing", False)
         self.zero_decay_pos_cls = m.get("zero_decay_pos_cls", False)
         frames, size = cfg["input"]["frames"], cfg["input"]["size"]
         stride = m.get("patch_stride", [2, 4, 4])
@@ -387,7 +387,7 @@ class MViT(nn.Module):
                 return self.head(self.norm(two_stream_fuse(x, self.fuse_mode).mean(1)))
             return self.head(two_stream_fuse(self.norm(x), self.fuse_mode).mean(1))
         for blk in self.blocks:
-            if self.grad_ckpt and self.training and torch.is_grad_enabled():
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)

@@ -109,13 +109,13 @@ class ResBlock(nn.Module):
 class ResStage(nn.Module):
     """A residual stage for p pathways: blocks pathway{p}_res{i}; takes and returns a list.
 
-    `blocks[p]` is the list of ResBlocks of pathway p. With grad_ckpt each block is recomputed in
+    `blocks[p]` is the list of ResBlocks of pathway p. With grad_checkpointing each block is recomputed in
     the backward pass (BN statistics are updated once)."""
 
-    def __init__(self, blocks, grad_ckpt: bool = False):
+    def __init__(self, blocks, grad_checkpointing: bool = False):
         super().__init__()
         self.num_blocks = [len(b) for b in blocks]
-        self.grad_ckpt = grad_ckpt
+        self.grad_checkpointing = grad_checkpointing
         for p, pathway_blocks in enumerate(blocks):
             for i, block in enumerate(pathway_blocks):
                 self.add_module(f"pathway{p}_res{i}", block)
@@ -125,7 +125,7 @@ class ResStage(nn.Module):
         for p, x in enumerate(xs):
             for i in range(self.num_blocks[p]):
                 block = getattr(self, f"pathway{p}_res{i}")
-                if self.grad_ckpt and self.training and torch.is_grad_enabled():
+                if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                     x = checkpointed(block, x)
                 else:
                     x = block(x)
@@ -168,7 +168,7 @@ class ResNet(nn.Module):
         groups = m.get("num_groups", 1)
         inner = groups * width  # dim_inner of res2, doubled per stage
         tk = TEMPORAL_KERNELS[arch]
-        ckpt = m.get("grad_ckpt", False)
+        ckpt = m.get("grad_checkpointing", False)
 
         self.input = VideoInput(cfg["input"]["mean"], cfg["input"]["std"], m.get("bgr", False), m.get("channels_last", False))
         self.s1 = VideoStem([BasicStem(3, width, tk[0][0])])

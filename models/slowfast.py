@@ -58,7 +58,7 @@ class SlowFast(nn.Module):
         kernel = m.get("fusion_kernel", 7)
         blocks = m.get("blocks") or STAGE_DEPTH[m.get("depth", 50)]
         width = m.get("width", 64)
-        ckpt = m.get("grad_ckpt", False)
+        ckpt = m.get("grad_checkpointing", False)
         fw = width // beta_inv  # Fast pathway width
         out_dim_ratio = beta_inv // ratio  # Slow channels / channels the fusion adds to them
 

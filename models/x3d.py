@@ -111,7 +111,7 @@ class X3D(nn.Module):
         dim_c1 = m.get("dim_c1", 12)
         base_blocks = m.get("base_blocks", [1, 2, 5, 3])
         drop_connect = m.get("drop_connect", 0.0)
-        ckpt = m.get("grad_ckpt", False)
+        ckpt = m.get("grad_checkpointing", False)
 
         dim_res2 = round_width(dim_c1, 2.0, divisor=8) if m.get("scale_res2", False) else dim_c1
         base = [dim_res2]

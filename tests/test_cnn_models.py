@@ -450,7 +450,7 @@ def test_cnn_gradient_checkpointing_matches_and_updates_bn_once():
     results = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model, cfg = tiny_model("x3d", grad_ckpt=ckpt)
+        model, cfg = tiny_model("x3d", grad_checkpointing=ckpt)
         model.train()
         clip = tiny_clip(cfg) if clip is None else clip
         loss = F.cross_entropy(model(clip), torch.tensor([0, 1]))
@@ -519,7 +519,7 @@ def test_mvit_gradient_checkpointing_matches():
     results = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model, cfg = tiny_model("mvitv2", grad_ckpt=ckpt, drop_path=0.3)
+        model, cfg = tiny_model("mvitv2", grad_checkpointing=ckpt, drop_path=0.3)
         model.train()
         torch.manual_seed(5)  # the recomputation replays the same drop-path masks
         loss = F.cross_entropy(model(tiny_clip(cfg)), torch.tensor([0, 1]))
