@@ -1,111 +1,189 @@
-"""Reading frames: one small reader interface, two backends, and the two frame samplers.
+"""Reading frames: two readers behind one interface, and the frame samplers.
 
-    reader = open_video(path, backend="decord")   # or "pyav"
-    len(reader)                                    # frame count
-    reader.get([0, 8, 16])                         # uint8 array [T, H, W, 3], RGB
+    reader = open_video(path)        # backend "decord" (the default) or "pyav"
+    len(reader)                      # the number of frames the file holds
+    reader.get([0, 8, 16])           # uint8 [T, H, W, 3], RGB: exactly frames 0, 8 and 16
 
-decord is the default (fast sparse seeking); PyAV is the fallback, used for a file decord cannot
-open and wherever decord is not installed (it has no aarch64/macOS-arm64 wheels).
+Frame i is the i-th picture the decoder outputs from the start of the file. PyAV decodes
+sequentially from the start, so it returns exactly those frames in every container. decord seeks,
+and its seeks land elsewhere in the file for many containers and codecs (measured on the corpus of
+tests/test_reliability_video.py: MPEG-1/2 in program and transport streams, MPEG-4 Part 2 and HEVC
+with B-frames in any container, H.264 with B-frames in AVI or TS return other frames, up to a whole
+shot away). So `backend="decord"` reads with decord only the container/codec pairs where it was
+exact (DECORD_EXACT) and with PyAV everything else; PyAV also takes over where decord cannot read a
+file (it fails on frames narrower than 64 px) or is not installed (no aarch64/macOS-arm64 wheels).
+
+Whatever goes wrong in opening or decoding a file raises DecodeError: no video stream, no frames, a
+decoder error, or a file cut short (a header that declares more time than the frames cover: a
+truncated download keeps its header and loses its end, and maybe with it the evidence for its
+label). The frame count is what the file holds, never the header's word: an AVI header counts
+dropped-frame chunks, and may count fewer frames than the file holds.
 """
 import logging
+from contextlib import closing, contextmanager
 
 import numpy as np
 
 BACKENDS = ("decord", "pyav")
+MP4, MATROSKA = "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"
+DECORD_EXACT = {(MP4, "h264"), (MATROSKA, "h264"), (MATROSKA, "vp8"), (MATROSKA, "vp9")}
+HEADER_DURATION = {MP4, "avi"}  # containers whose header states the duration (MPEG-PS/TS estimate it from the bitrate)
 log = logging.getLogger(__name__)
 _warned_no_decord = False
 
 
-class DecordReader:
-    def __init__(self, path):
-        import decord
+class DecodeError(RuntimeError):
+    """A file that cannot be read as a video: training replaces it, testing reports it."""
 
-        self._vr = decord.VideoReader(str(path), num_threads=1)
-        if len(self._vr) == 0:
-            raise RuntimeError(f"{path}: no frames")
 
-    def __len__(self):
-        return len(self._vr)
+@contextmanager
+def _decoding(path):
+    """Turns every error of the decoding libraries (they raise their own types) into a DecodeError."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DecodeError(f"{path}: {type(e).__name__}: {first}") from e
 
-    def get(self, indices) -> np.ndarray:
-        return self._vr.get_batch(list(indices)).asnumpy()
+
+def _video_stream(container, path):
+    if not container.streams.video:
+        raise DecodeError(f"{path}: no video stream")
+    return container.streams.video[0]
+
+
+def probe(path) -> dict:
+    """What the header says, without decoding: container format, codec, frame rate, size, frame
+    count (0 where the container keeps none) and duration in seconds (None where it only estimates one)."""
+    import av
+
+    with _decoding(path), av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        declared = stream.duration * stream.time_base if stream.duration and container.format.name in HEADER_DURATION else None
+        return {"format": container.format.name, "codec": stream.codec_context.name,
+                "fps": float(stream.average_rate or stream.guessed_rate or 25), "width": stream.codec_context.width,
+                "height": stream.codec_context.height, "header_frames": stream.frames,
+                "header_seconds": None if declared is None else float(declared)}
+
+
+def check_complete(path, info: dict, frames: int, covered_seconds: float) -> None:
+    """No frames, or frames that cover less time than the header declares (more than 2 frames or 2 % short): DecodeError."""
+    if frames == 0:
+        raise DecodeError(f"{path}: no frames")
+    declared = info["header_seconds"]
+    if declared and covered_seconds < declared - max(2 / info["fps"], 0.02 * declared):
+        raise DecodeError(f"{path}: cut short: the header declares {declared:.2f} s "
+                          f"({info['header_frames']} frames), the {frames} frames in the file cover {covered_seconds:.2f} s")
+
+
+def decode_sequentially(path):
+    """Every frame of the first video stream in output order (av.VideoFrame): frame i is the i-th."""
+    import av
+
+    with _decoding(path), av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        yield from container.decode(stream)
+
+
+def _frame_list(indices, n: int, path) -> list:
+    indices = [int(i) for i in indices]
+    if not indices or min(indices) < 0 or max(indices) >= n:  # a caller's bug, not a broken file
+        raise IndexError(f"{path}: frames {indices} asked of a video of {n} frames")
+    return indices
+
+
+def count_frames(path, info: dict) -> int:
+    """The frames the file holds: its packets that carry a picture, counted without decoding. A file
+    with none, or cut short (see check_complete), raises DecodeError."""
+    import av
+
+    frames, start, end = 0, None, None
+    with _decoding(path), av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        for packet in container.demux(stream):
+            if packet.size:  # the demuxer ends with an empty packet; AVI drop-frame chunks hold no picture
+                frames += 1
+                if packet.pts is not None:
+                    start = packet.pts if start is None else min(start, packet.pts)
+                    end = max(end or 0, packet.pts + (packet.duration or 0))
+        covered = float((end - start) * stream.time_base) if start is not None else 0.0
+    check_complete(path, info, frames, covered)
+    return frames
 
 
 class PyAVReader:
-    """Decodes from the start up to the last wanted frame; fine for short clips and as a fallback."""
+    """Counts the frames once (count_frames), then decodes from the start up to the last wanted frame."""
 
-    def __init__(self, path):
-        import av
-
-        self._path = str(path)
-        with av.open(self._path) as container:
-            stream = container.streams.video[0]
-            # webm files often carry no frame count: count packets instead (no decoding needed)
-            self._n = stream.frames or sum(1 for p in container.demux(stream) if p.size)
-        if self._n == 0:
-            raise RuntimeError(f"{path}: no frames")
+    def __init__(self, path, info: dict = None):
+        self.path = str(path)
+        self._n = count_frames(path, info or probe(path))
 
     def __len__(self):
         return self._n
 
     def get(self, indices) -> np.ndarray:
-        import av
-
-        wanted = set(int(i) for i in indices)
-        last_wanted = max(wanted)
-        frames, last_i, last_frame = {}, -1, None
-        with av.open(self._path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for last_i, last_frame in enumerate(container.decode(stream)):
-                if last_i in wanted:
-                    frames[last_i] = last_frame.to_ndarray(format="rgb24")
-                if last_i >= last_wanted:
+        indices = _frame_list(indices, self._n, self.path)
+        wanted, last = set(indices), max(indices)
+        frames, decoded = {}, 0
+        with _decoding(self.path), closing(decode_sequentially(self.path)) as stream:
+            for decoded, frame in enumerate(stream, start=1):
+                if decoded - 1 in wanted:
+                    frames[decoded - 1] = frame.to_ndarray(format="rgb24")
+                if decoded > last:
                     break
-        if last_frame is None:
-            raise RuntimeError(f"{self._path}: no frames could be decoded")
-        if last_i < last_wanted:  # fewer frames than the container claimed: repeat the last decoded one
-            self._n = last_i + 1
-            frames[last_i] = last_frame.to_ndarray(format="rgb24")
-        return np.stack([frames[min(int(i), last_i)] for i in indices])
+        if decoded <= last:
+            raise DecodeError(f"{self.path}: the decoder gave {decoded} frames of the {self._n} the file holds")
+        return np.stack([frames[i] for i in indices])
 
 
-class FallbackReader:
-    """decord first; a file decord cannot read (it also fails on frames narrower than 64 px) is read
-    again with PyAV before it counts as broken."""
+class DecordReader:
+    """decord's index and seeks (fast sparse reads), for the containers and codecs in DECORD_EXACT.
+    A file decord cannot read is read again with PyAV before it counts as broken."""
 
-    def __init__(self, path):
-        self._path, self._reader = path, DecordReader(path)
+    def __init__(self, path, info: dict):
+        import decord
+
+        self.path, self._info, self._pyav = path, info, None
+        with _decoding(path):
+            self._vr = decord.VideoReader(str(path), num_threads=1)
+            n = len(self._vr)
+            covered = float(self._vr.get_frame_timestamp(n - 1)[1] - self._vr.get_frame_timestamp(0)[0]) if n else 0.0
+        check_complete(path, info, n, covered)
 
     def __len__(self):
-        return len(self._reader)
+        return len(self._pyav or self._vr)
 
     def get(self, indices) -> np.ndarray:
-        try:
-            return self._reader.get(indices)
-        except Exception as e:
-            if isinstance(self._reader, PyAVReader):
-                raise
-            log.debug("decord failed on %s (%s); reading it with PyAV", self._path, e)
-            self._reader = PyAVReader(self._path)
-            return self._reader.get(indices)
+        if self._pyav is None:
+            indices = _frame_list(indices, len(self._vr), self.path)
+            try:
+                with _decoding(self.path):
+                    return self._vr.get_batch(indices).asnumpy()
+            except DecodeError as e:
+                log.debug("decord failed on %s (%s); reading it with PyAV", self.path, e)
+                self._pyav = PyAVReader(self.path, self._info)
+        return self._pyav.get(indices)
 
 
 def open_video(path, backend: str = "decord"):
-    """Open with the chosen backend; if decord is missing or fails on this file, PyAV reads it."""
+    """A reader for `path`: decord where it is exact (backend "decord"), PyAV everywhere else."""
     global _warned_no_decord
     if backend not in BACKENDS:
         raise SystemExit(f"error: unknown video backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    if backend == "decord":
+    info = probe(path)
+    if backend == "decord" and (info["format"], info["codec"]) in DECORD_EXACT:
         try:
-            return FallbackReader(path)
+            return DecordReader(path, info)
         except ImportError:
             if not _warned_no_decord:
                 log.warning("decord is not installed; reading videos with PyAV")
                 _warned_no_decord = True
-        except Exception as e:  # decord raises its own error types; PyAV gets a second chance
-            log.debug("decord failed on %s (%s); trying PyAV", path, e)
-    return PyAVReader(path)
+        except DecodeError as e:
+            log.debug("decord cannot open %s (%s); trying PyAV", path, e)
+    return PyAVReader(path, info)
 
 
 # ---------------------------------------------------------------------------------------------
