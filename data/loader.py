@@ -4,6 +4,10 @@ Training samples one clip per video: [T, 3, S, S] uint8. Testing samples a fixed
 clips x crops: [V, T, 3, S, S] uint8. Every random choice of a training sample comes from a
 generator seeded by (seed, epoch, index), so a run is the same whatever the number of workers or
 processes, and a resumed run repeats exactly what an uninterrupted one would have done.
+
+Only a file that cannot be decoded (data.video.DecodeError) counts as a decode failure: replaced by
+another video in training, reported in testing. Any other exception (a setting out of range, a bug)
+propagates.
 """
 import logging
 from pathlib import Path
@@ -13,9 +17,37 @@ import torch
 
 from data.augment import crop_views, train_augment
 from data.splits import read_split
-from data.video import open_video, sample_indices, temporal_views
+from data.video import DecodeError, open_video, sample_indices, temporal_views
 
 log = logging.getLogger(__name__)
+TRIES = 10  # a training sample gives up after this many undecodable videos in a row
+
+
+class Split(list):
+    """The videos of one split CSV, which knows its file (named in error messages)."""
+
+    def __init__(self, videos, path: Path):
+        super().__init__(videos)
+        self.path = Path(path)
+
+
+class LoaderError(Exception):
+    """A one-line "error: ..." from the dataset. A DataLoader worker re-raises it in the main process
+    with the worker's traceback in front; only the error line is kept."""
+
+    def __init__(self, message: str):
+        line = message.strip().splitlines()[-1]
+        super().__init__(line[line.find("error: "):])
+
+
+class Loader(torch.utils.data.DataLoader):
+    """A DataLoader that ends the run with the dataset's one-line error, whichever process raised it."""
+
+    def __iter__(self):
+        try:
+            yield from super().__iter__()
+        except LoaderError as e:
+            raise SystemExit(str(e)) from None
 
 
 def flip_allowed(dataset: str, task: str) -> bool:
@@ -27,6 +59,7 @@ def flip_allowed(dataset: str, task: str) -> bool:
 class VideoDataset(torch.utils.data.Dataset):
     def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True):
         self.videos, self.root = list(videos), Path(root)
+        self.split_file = videos.path if isinstance(videos, Split) else None
         self.labels = [v.coarse_id if label == "coarse" else v.fine_id for v in self.videos]
         self.cfg_input, self.cfg_test = cfg["input"], cfg["test"]
         self.train, self.seed, self.backend = train, seed, backend
@@ -52,19 +85,25 @@ class VideoDataset(torch.utils.data.Dataset):
         return torch.stack(views)
 
     def __getitem__(self, index: int):
-        """-> (clip, label, index, number of videos that failed to decode on the way)."""
+        """-> (clip, label, index, number of videos that failed to decode on the way); a test video
+        that fails comes back as zeros with index -1 - index."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        failures = 0
-        for attempt in range(10):
+        failures = []
+        while len(failures) < TRIES:
             try:
-                return self.load(index, rng), self.labels[index], index, failures
-            except Exception as e:
-                failures += 1
-                log.warning("could not decode %s (%s: %s)", self.root / self.videos[index].path, type(e).__name__, e)
+                return self.load(index, rng), self.labels[index], index, len(failures)
+            except DecodeError as e:
+                failures.append(str(e))
+                log.warning("could not decode %s", e)
                 if not self.train:  # a test video is never replaced by another: it is reported as failed
-                    return torch.zeros(self.view_shape(), dtype=torch.uint8), self.labels[index], -1 - index, failures
+                    return torch.zeros(self.view_shape(), dtype=torch.uint8), self.labels[index], -1 - index, 1
                 index = int(rng.integers(len(self.videos)))
-        raise RuntimeError(f"10 videos in a row failed to decode, the last {self.root / self.videos[index].path}")
+        where, check = f"the videos under {self.root}", "--splits DIR"
+        if self.split_file:
+            where, check = f"split {self.split_file.stem} ({self.split_file})", f"--splits {self.split_file.parent}"
+        raise LoaderError(f"error: {where}: {TRIES} videos in a row failed to decode: {' | '.join(failures[:3])}"
+                          f"{' | ...' if len(failures) > 3 else ''}; list and remove the broken files with "
+                          f"`python -m data.check {check}`")
 
     def view_shape(self):
         s, t = self.cfg_input["size"], self.cfg_input["frames"]
@@ -108,7 +147,7 @@ def collate(batch):
 
 
 def make_loader(dataset, batch_size: int, sampler, workers: int, pin_memory: bool):
-    return torch.utils.data.DataLoader(
+    return Loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -122,5 +161,6 @@ def make_loader(dataset, batch_size: int, sampler, workers: int, pin_memory: boo
     )
 
 
-def load_videos(splits_dir: Path, split: str, dataset: str):
-    return read_split(Path(splits_dir) / f"{split}.csv", dataset)
+def load_videos(splits_dir: Path, split: str, dataset: str) -> Split:
+    path = Path(splits_dir) / f"{split}.csv"
+    return Split(read_split(path, dataset), path)

@@ -113,7 +113,7 @@ def build_corpus(folder: Path) -> dict:
     vfr = np.cumsum([0] + [40 if t % 3 else 90 for t in range(1, FRAMES)])  # 40 ms steps, every third 90 ms
     add("vfr.mp4", encode(folder / "vfr.mp4", "libx264", options={**x264, "bf": "0", "g": "12"}, pts=vfr))
     liar = encode(folder / "header_says_more.avi", "mpeg4", "avi", options={"g": "12", "qscale": "3"})
-    add("header_says_more.avi", patch_avi_frame_count(liar, 4 * FRAMES))
+    add("header_says_more.avi", patch_avi_frame_count(liar, 4 * FRAMES), None)  # as a truncated AVI looks: refused
     short = encode(folder / "header_says_fewer.avi", "mjpeg", "avi", pix_fmt="yuvj420p", options={"qscale": "3"})
     add("header_says_fewer.avi", patch_avi_frame_count(short, FRAMES // 3))
     full = encode(folder / "faststart_full.mp4", "libx264", options={**x264, "bf": "0", "g": "12"}, frames=FRAMES)
