@@ -11,12 +11,13 @@ videos already done.
 """
 import argparse
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from data.check import Progress
 from data.splits import SPLITS, read_dataset_info, read_split, write_dataset
+from data.video import DecodeError, count_frames, decode_sequentially, probe
 
 
 def target_size(width: int, height: int, short_side: int):
@@ -28,7 +29,8 @@ def target_size(width: int, height: int, short_side: int):
 
 
 def reencode_one(src: str, dst: str, short_side: int, gop: int, crf: int) -> str:
-    """-> '' on success, else the reason the source could not be read."""
+    """-> '' on success, else the reason the source could not be read (as the loader would read it:
+    frames counted, files cut short refused, every frame decoded in order)."""
     import av
 
     dst_path = Path(dst)
@@ -37,27 +39,27 @@ def reencode_one(src: str, dst: str, short_side: int, gop: int, crf: int) -> str
     dst_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst_path.with_name(dst_path.name + ".part")
     try:
-        with av.open(src) as inp:
-            stream = inp.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or 30
-            width, height = target_size(stream.codec_context.width, stream.codec_context.height, short_side)
-            frames = 0
-            with av.open(str(tmp), "w", format="mp4") as out:
-                enc = out.add_stream("libx264", rate=rate)
-                enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-                enc.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "bf": "0"}
-                enc.thread_count = 1
-                for frame in inp.decode(stream):
-                    out.mux(enc.encode(frame.reformat(width, height, format="yuv420p")))
-                    frames += 1
-                out.mux(enc.encode())
-        if frames == 0:
-            raise RuntimeError("no frames")
+        info = probe(src)
+        expected = count_frames(src, info)
+        width, height = target_size(info["width"], info["height"], short_side)
+        frames = 0
+        with av.open(str(tmp), "w", format="mp4") as out:
+            enc = out.add_stream("libx264", rate=info["rate"])
+            enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+            enc.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "bf": "0"}
+            enc.thread_count = 1
+            for frame in decode_sequentially(src):
+                out.mux(enc.encode(frame.reformat(width, height, format="yuv420p")))
+                frames += 1
+            out.mux(enc.encode())
+        if frames != expected:
+            raise DecodeError(f"{src}: the decoder gave {frames} frames of the {expected} the file holds")
         os.replace(tmp, dst_path)
         return ""
-    except Exception as e:
+    except DecodeError as e:
+        return str(e).removeprefix(f"{src}: ")
+    finally:
         tmp.unlink(missing_ok=True)
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def main(argv=None):
@@ -79,16 +81,14 @@ def main(argv=None):
     paths = sorted({v.path for videos in lists.values() for v in videos})
     rename = {p: str(Path(p).with_suffix(".mp4")) for p in paths}
     t0 = time.time()
-    broken = {}
+    broken, progress = {}, Progress(len(paths), "videos")
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         jobs = {pool.submit(reencode_one, str(src_root / p), str(args.dst / rename[p]), args.short_side, args.gop, args.crf): p for p in paths}
         for i, job in enumerate(jobs, start=1):
             reason = job.result()
             if reason:
                 broken[jobs[job]] = reason
-            if i % 100 == 0 or i == len(jobs):
-                print(f"\r{i}/{len(jobs)} videos, {len(broken)} broken, {i / (time.time() - t0):.1f} videos/s", end="", file=sys.stderr)
-    print(file=sys.stderr)
+            progress.update(i, len(broken))
     new_lists = {name: [v.__class__(rename[v.path], v.coarse_id, v.fine_id, v.set) for v in videos if v.path not in broken]
                  for name, videos in lists.items()}
     extra = {"route": f"re-encoded from {args.splits.resolve()} (short side {args.short_side}, gop {args.gop}, crf {args.crf})",

@@ -21,6 +21,7 @@ dropped-frame chunks, and may count fewer frames than the file holds.
 """
 import logging
 from contextlib import closing, contextmanager
+from fractions import Fraction
 
 import numpy as np
 
@@ -55,15 +56,15 @@ def _video_stream(container, path):
 
 
 def probe(path) -> dict:
-    """What the header says, without decoding: container format, codec, frame rate, size, frame
-    count (0 where the container keeps none) and duration in seconds (None where it only estimates one)."""
+    """What the header says, without decoding: container format, codec, frame rate (a Fraction), size,
+    frame count (0 where the container keeps none) and duration in seconds (None where it only estimates one)."""
     import av
 
     with _decoding(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         declared = stream.duration * stream.time_base if stream.duration and container.format.name in HEADER_DURATION else None
         return {"format": container.format.name, "codec": stream.codec_context.name,
-                "fps": float(stream.average_rate or stream.guessed_rate or 25), "width": stream.codec_context.width,
+                "rate": stream.average_rate or stream.guessed_rate or Fraction(25), "width": stream.codec_context.width,
                 "height": stream.codec_context.height, "header_frames": stream.frames,
                 "header_seconds": None if declared is None else float(declared)}
 
@@ -73,7 +74,7 @@ def check_complete(path, info: dict, frames: int, covered_seconds: float) -> Non
     if frames == 0:
         raise DecodeError(f"{path}: no frames")
     declared = info["header_seconds"]
-    if declared and covered_seconds < declared - max(2 / info["fps"], 0.02 * declared):
+    if declared and covered_seconds < declared - max(2 / float(info["rate"]), 0.02 * declared):
         raise DecodeError(f"{path}: cut short: the header declares {declared:.2f} s "
                           f"({info['header_frames']} frames), the {frames} frames in the file cover {covered_seconds:.2f} s")
 
@@ -117,6 +118,8 @@ def count_frames(path, info: dict) -> int:
 class PyAVReader:
     """Counts the frames once (count_frames), then decodes from the start up to the last wanted frame."""
 
+    backend = "pyav"
+
     def __init__(self, path, info: dict = None):
         self.path = str(path)
         self._n = count_frames(path, info or probe(path))
@@ -155,6 +158,10 @@ class DecordReader:
 
     def __len__(self):
         return len(self._pyav or self._vr)
+
+    @property
+    def backend(self) -> str:
+        return "pyav" if self._pyav else "decord"
 
     def get(self, indices) -> np.ndarray:
         if self._pyav is None:

@@ -1,5 +1,7 @@
 """Every reader returns the frames at the requested indices, or fails loudly: a corpus of real
 containers (tests/video_corpus.py) read at sparse indices and compared with a sequential decode."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,48 @@ def test_test_views_of_a_file_decord_misreads_are_the_sequential_frames(corpus, 
         frames = torch.from_numpy(sequential["mpeg2.mpg"][sample_indices(60, cfg["input"], None, position)])
         expected += crop_views(frames.permute(0, 3, 1, 2), 16, 16, 3)
     assert torch.equal(views, torch.stack(expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m data.check
+
+
+def test_check_reports_every_file_and_writes_a_cleaned_split(corpus, tmp_path, capsys):
+    from data.check import main as check
+    from data.splits import read_dataset_info, read_split, write_dataset
+
+    root = corpus["h264.mp4"][0].parent
+    lists = {"train_set1": [Video(n, 0, 0, 1) for n in ("h264.mp4", "mpeg2.mpg", "faststart_truncated.mp4", "garbage.avi")],
+             "val_set1": [Video(n, 0, 0, 1) for n in ("drop_chunks.avi", "text.mp4")]}
+    write_dataset(tmp_path / "splits", "synta", root, lists, {"route": "test", "missing": 0})
+    before = {f.name: f.read_bytes() for f in (tmp_path / "splits").iterdir()}
+    summary = check(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "clean"), "--workers", "2"])
+    assert summary["statuses"] == {"ok": 3, "undecodable": 3, "frame count": 0, "seek errors": 0}
+    assert summary["readers"] == {"decord": 1, "pyav": 2} and summary["header_count_differs"] == 1
+    assert "6/6 videos, 3 bad" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in (tmp_path / "splits").iterdir()} == before  # the input is untouched
+    assert [v.path for v in read_split(tmp_path / "clean" / "train_set1.csv", "synta")] == ["h264.mp4", "mpeg2.mpg"]
+    assert [v.path for v in read_split(tmp_path / "clean" / "val_set1.csv", "synta")] == ["drop_chunks.avi"]
+    info = read_dataset_info(tmp_path / "clean")
+    assert info["route"] == "test" and info["video_root"] == str(root.resolve())
+    assert sorted(info["check"]["removed"]) == ["faststart_truncated.mp4", "garbage.avi", "text.mp4"]
+    assert "cut short" in info["check"]["removed"]["faststart_truncated.mp4"]
+    assert info["check"]["removed_rows"] == {"train_set1": 2, "val_set1": 1, "train_set2": 0, "val_set2": 0}
+    files = {r["path"]: r for r in json.loads((tmp_path / "clean" / "report.json").read_text())["files"]}
+    assert (files["drop_chunks.avi"]["header_frames"], files["drop_chunks.avi"]["frames"]) == (58, 20)
+    assert files["mpeg2.mpg"]["decoded_frames"] == 60 and files["mpeg2.mpg"]["seek_errors"] == 0
+    assert files["h264.mp4"]["decode_fps"] > 0 and files["h264.mp4"]["reader"] == "decord"
+    assert "garbage.avi\tundecodable: InvalidDataError" in (tmp_path / "clean" / "report.txt").read_text()
+    with pytest.raises(SystemExit) as same:
+        check(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "splits")])
+    one_line_error(same, "--out must differ from --splits")
+
+
+def test_check_finds_seek_errors_of_a_reader(corpus, monkeypatch):
+    """A reader that seeks wrongly (decord allowed on MPEG-2 program streams) is caught by the check."""
+    from data import check, video
+
+    monkeypatch.setattr(video, "DECORD_EXACT", video.DECORD_EXACT | {("mpeg", "mpeg2video")})
+    row = check.check_one(str(corpus["mpeg2.mpg"][0]))
+    assert row["reader"] == "decord" and row["status"] == "seek errors" and row["seek_errors"] >= 4
+    assert check.check_one(str(corpus["h264_bframes.mp4"][0]))["status"] == "ok"
