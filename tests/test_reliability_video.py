@@ -10,14 +10,15 @@ from conftest import one_line_error
 from data.loader import Split, VideoDataset, make_loader
 from data.splits import Video
 from data.augment import crop_views
-from data.video import DecodeError, DecordReader, PyAVReader, decode_sequentially, open_video, sample_indices, temporal_views
+from data.video import (DecodeError, DecordReader, PyAVReader, decode_sequentially, open_video, probe, sample_indices, sniff,
+                        temporal_views)
 from video_corpus import build_corpus, frame_number
 
 READABLE = ["h264.mp4", "h264_bframes.mp4", "h264.mkv", "vp8.webm", "vp9.webm", "vfr.mp4",  # decord exact
             "mpeg1.mpg", "mpeg2.mpg", "mpeg2.ts", "mpeg4_bframes.avi",  # decord seeks wrongly: PyAV
             "mjpeg.avi", "cinepak.avi",  # intra-only AVI
             "drop_chunks.avi", "header_says_fewer.avi"]  # AVI headers that count other than the frames
-REFUSED = ["header_says_more.avi", "faststart_truncated.mp4",  # cut short
+REFUSED = ["header_says_more.avi", "faststart_truncated.mp4", "cut_at_a_packet.mp4",  # cut short
            "empty.mp4", "zero_frames.mkv", "audio_only.mp4", "garbage.avi", "text.mp4"]
 DECORD_WRONG = ["mpeg1.mpg", "mpeg2.mpg", "mpeg2.ts", "mpeg4_bframes.avi"]
 CFG = {
@@ -76,6 +77,20 @@ def test_decord_reads_only_where_it_is_exact(corpus):
     used = {name for name in READABLE if isinstance(open_video(corpus[name][0], "decord"), DecordReader)}
     assert used == {"h264.mp4", "h264_bframes.mp4", "h264.mkv", "vp8.webm", "vp9.webm", "vfr.mp4"}
     assert all(isinstance(open_video(corpus[name][0], "pyav"), PyAVReader) for name in READABLE)
+
+
+def test_sniffing_the_header_agrees_with_pyav(corpus):
+    """open_video decides on decord from the file's own MP4/Matroska boxes; they say what PyAV's probe says."""
+    sniffed = {name: sniff(path) for name, (path, _) in corpus.items() if sniff(path)}
+    assert sorted(sniffed) == sorted(["h264.mp4", "h264_bframes.mp4", "vfr.mp4", "cut_at_a_packet.mp4", "faststart_truncated.mp4",
+                                      "h264.mkv", "vp8.webm", "vp9.webm", "zero_frames.mkv"])
+    for name, info in sniffed.items():
+        if name == "zero_frames.mkv":  # a header with a track and nothing after it: PyAV cannot open it
+            continue
+        full = probe(corpus[name][0])
+        assert (info["format"], info["codec"]) == (full["format"], full["codec"]), name
+        if info["format"].startswith("mov"):
+            assert info["header_frames"] == full["header_frames"] and info["header_seconds"] == pytest.approx(full["header_seconds"])
 
 
 @pytest.mark.parametrize("name", DECORD_WRONG)
@@ -185,7 +200,8 @@ def test_check_finds_seek_errors_of_a_reader(corpus, monkeypatch):
     """A reader that seeks wrongly (decord allowed on MPEG-2 program streams) is caught by the check."""
     from data import check, video
 
-    monkeypatch.setattr(video, "DECORD_EXACT", video.DECORD_EXACT | {("mpeg", "mpeg2video")})
+    monkeypatch.setattr(video, "sniff", lambda path: {"format": "mpeg", "codec": "mpeg2video", "header_frames": 0, "header_seconds": None})
+    monkeypatch.setattr(video, "DECORD_EXACT", {("mpeg", "mpeg2video")})
     row = check.check_one(str(corpus["mpeg2.mpg"][0]))
     assert row["reader"] == "decord" and row["status"] == "seek errors" and row["seek_errors"] >= 4
     assert check.check_one(str(corpus["h264_bframes.mp4"][0]))["status"] == "ok"

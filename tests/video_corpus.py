@@ -125,10 +125,14 @@ def build_corpus(folder: Path) -> dict:
             if packet.dts is not None:
                 packet.stream = out
                 dst.mux(packet)
+    with av.open(str(faststart)) as container:
+        packet_ends = [p.pos + p.size for p in container.demux(container.streams.video[0]) if p.size]
     data = faststart.read_bytes()
+    (folder / "cut_at_a_packet.mp4").write_bytes(data[: packet_ends[20]])  # every byte of 21 whole frames
+    add("cut_at_a_packet.mp4", folder / "cut_at_a_packet.mp4", None)
     mdat = data.index(b"mdat")
     faststart.write_bytes(data[: mdat + (len(data) - mdat) // 3])
-    add("faststart_truncated.mp4", faststart, None)  # the frames that survive are decided by the decoder; see the tests
+    add("faststart_truncated.mp4", faststart, None)
     (folder / "empty.mp4").write_bytes(b"")
     add("empty.mp4", folder / "empty.mp4", None)
     add("zero_frames.mkv", encode(folder / "zero_frames.mkv", "libx264", "matroska", options=x264, frames=0), None)
