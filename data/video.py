@@ -217,7 +217,9 @@ def count_frames(path, info: dict) -> int:
     with _decoding(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         for packet in container.demux(stream):
-            if packet.size:  # the demuxer ends with an empty packet; AVI drop-frame chunks hold no picture
+            # the demuxer ends with an empty packet; AVI drop-frame chunks hold no picture; an MP4 edit
+            # list marks frames before the start (a stream-copy cut's pre-roll) to be decoded and dropped
+            if packet.size and not packet.is_discard:
                 frames += 1
                 if packet.pts is not None:
                     start = packet.pts if start is None else min(start, packet.pts)
@@ -265,6 +267,8 @@ class DecordReader:
         with _decoding(path):
             self._vr = decord.VideoReader(str(path), num_threads=1)
             n = len(self._vr)
+            if n and self._vr.get_frame_timestamp(0)[0] < 0:  # measured: its index then counts the dropped frames
+                raise DecodeError(f"{path}: frames before the start of the presentation (an edit list)")
             covered = float(self._vr.get_frame_timestamp(n - 1)[1] - self._vr.get_frame_timestamp(0)[0]) if n else 0.0
             info = {**info, "rate": self._vr.get_avg_fps() or 25}
         check_complete(path, info, n, covered)

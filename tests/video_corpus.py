@@ -133,6 +133,18 @@ def build_corpus(folder: Path) -> dict:
     mdat = data.index(b"mdat")
     faststart.write_bytes(data[: mdat + (len(data) - mdat) // 3])
     add("faststart_truncated.mp4", faststart, None)
+    # a stream-copy cut: packets from the keyframe at 12, the first 5 before the start, hidden by an edit list
+    edit_list = folder / "edit_list.mp4"
+    with av.open(str(full)) as src, av.open(str(edit_list), "w", format="mp4") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        step = packets[1].pts - packets[0].pts
+        for packet in packets[12:]:
+            packet.pts -= 17 * step
+            packet.dts -= 17 * step
+            packet.stream = out
+            dst.mux(packet)
+    add("edit_list.mp4", edit_list, list(range(17, FRAMES)))
     (folder / "empty.mp4").write_bytes(b"")
     add("empty.mp4", folder / "empty.mp4", None)
     add("zero_frames.mkv", encode(folder / "zero_frames.mkv", "libx264", "matroska", options=x264, frames=0), None)
