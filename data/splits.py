@@ -28,6 +28,7 @@ from data.hierarchy import DATASETS, load_hierarchy
 COLUMNS = ["path", "coarse_id", "fine_id", "set"]
 SPLITS = ("train_set1", "val_set1", "train_set2", "val_set2")
 SPLIT_FILE = re.compile(r"^(train|val)_set(?P<set>[12])\.csv$")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ def split_name(split: str, set_id: int) -> str:
 
 def read_text(path: Path) -> str:
     """A text file as UTF-8 (a leading BOM dropped); anything else is a one-line error that says where."""
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {path}: {e.strerror or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -57,9 +61,11 @@ def check_path(path: str) -> str:
     '/'-separated path inside the video root (relative, without '..'), so that --root moves every video."""
     if not path:
         raise ValueError("empty path")
+    if CONTROL_CHARACTER.search(path):
+        raise ValueError(f"path {path!r} contains a control character")
     if "\\" in path:
         raise ValueError(f"path {path!r} contains '\\'; separate folders with '/'")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+    if path.startswith("/") or re.match(r"^[A-Za-z]:/", path):
         raise ValueError(f"path {path!r} is absolute; paths are relative to the video root")
     if ".." in path.split("/"):
         raise ValueError(f"path {path!r} leaves the video root ('..')")

@@ -135,3 +135,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         prepare_main(["synta", "--videos", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit, match="needs --lists"):
         prepare_main(["k400ta", "--videos", str(tmp_path)])
+
+
+def test_a_bad_split_file_stops_train_before_training(tmp_path):
+    """train.py reads the prepared folder through read_dataset_info, which checks all four files."""
+    import train
+    from conftest import train_args
+
+    root = tmp_path / "synta"
+    for rel in ("appearing/appearing1_id_1.mp4", "appearing/appearing1_id_31.mp4", "appearing/appearing3_id_1.mp4",
+                "appearing/appearing3_id_31.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).touch()
+    prepare("synta", root, tmp_path / "splits")
+    (tmp_path / "splits" / "val_set2.csv").write_text("path,coarse_id,fine_id,set\n")
+    with pytest.raises(SystemExit, match=r"val_set2.csv lists no videos"):
+        train.main(train_args(tmp_path / "splits", tmp_path / "run", "vit", "--batch-size", "1"))
+    assert not (tmp_path / "run").exists()
