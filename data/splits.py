@@ -197,7 +197,7 @@ def read_dataset(splits_dir: Path) -> tuple:
         info = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         where = f":{e.problem_mark.line + 1}" if getattr(e, "problem_mark", None) else ""
-        raise SystemExit(f"error: {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e}); "
+        raise SystemExit(f"error: {path}{where}: not valid YAML ({getattr(e, 'problem', None) or ' '.join(str(e).split())}); "
                          "prepare the folder again with `python -m data.prepare`") from None
     if not isinstance(info, dict) or not isinstance(info.get("dataset"), str) or not isinstance(info.get("video_root"), str):
         raise SystemExit(f"error: {path} must be a mapping with the keys dataset and video_root, as `python -m data.prepare` writes it")
