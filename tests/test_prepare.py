@@ -37,12 +37,13 @@ def test_synta_folder_layout_reproduces_official_lists_row_for_row(shared, tmp_p
 def test_official_lists_route_and_missing_videos_are_reported(shared, tmp_path, capsys):
     root = tmp_path / "synta"
     rows = official_rows(shared, "val_set2")
-    for path, _, _ in rows[:-5]:  # the last five videos are not on disk
+    present = rows[:-5] + [official_rows(shared, name)[0] for name in ("train_set1", "val_set1", "train_set2")]
+    for path, _, _ in present:  # the last five videos of val_set2 and all but one of each other split are not on disk
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).touch()
     info = prepare("synta", root, tmp_path / "splits", lists_dir=shared / "upstream" / "dataset_splits" / "synta")
     assert info["missing"]["val_set2"] == 5
-    assert info["missing"]["train_set1"] == 3180
+    assert info["missing"]["train_set1"] == 3180 - 1
     assert len(read_split(tmp_path / "splits" / "val_set2.csv", "synta")) == len(rows) - 5
     missing = (tmp_path / "splits" / "missing.txt").read_text().splitlines()
     assert f"val_set2 {rows[-1][0]}" in missing
@@ -80,14 +81,13 @@ def test_kinetics_annotation_route(tmp_path):
             w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
             w.writerows(r for r in rows if r[4] == split)
     videos = tmp_path / "k400"
-    for c in h.fine[:3]:
-        i = h.fine.index(c)
+    for i in (0, 1, 2, 111):  # three set-1 classes and the first set-2 class are on disk
         for p in (f"train/t{i}_000005_000015.mp4", f"val/v{i}_000000_000010.mp4"):
             (videos / p).parent.mkdir(parents=True, exist_ok=True)
             (videos / p).touch()
     info = prepare("k400ta", videos, tmp_path / "out", annotations=ann)
     assert info["source_classes_not_in_benchmark"] == 1
-    assert info["missing"]["train_set1"] == 111 - 3 and info["missing"]["train_set2"] == 94
+    assert info["missing"]["train_set1"] == 111 - 3 and info["missing"]["train_set2"] == 94 - 1
     train = read_split(tmp_path / "out" / "train_set1.csv", "k400ta")
     assert [v.path for v in train] == [f"train/t{i}_000005_000015.mp4" for i in range(3)]
     assert [(v.coarse_id, v.fine_id) for v in train] == [(c.coarse_id, c.fine_id) for c in h.fine[:3]]
@@ -135,3 +135,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         prepare_main(["synta", "--videos", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit, match="needs --lists"):
         prepare_main(["k400ta", "--videos", str(tmp_path)])
+
+
+def test_a_bad_split_file_stops_train_before_training(tmp_path):
+    """train.py reads the prepared folder through read_dataset_info, which checks all four files."""
+    import train
+    from conftest import train_args
+
+    root = tmp_path / "synta"
+    for rel in ("appearing/appearing1_id_1.mp4", "appearing/appearing1_id_31.mp4", "appearing/appearing3_id_1.mp4",
+                "appearing/appearing3_id_31.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).touch()
+    prepare("synta", root, tmp_path / "splits")
+    (tmp_path / "splits" / "val_set2.csv").write_text("path,coarse_id,fine_id,set\n")
+    with pytest.raises(SystemExit, match=r"val_set2.csv lists no videos"):
+        train.main(train_args(tmp_path / "splits", tmp_path / "run", "vit", "--batch-size", "1"))
+    assert not (tmp_path / "run").exists()

@@ -143,11 +143,13 @@ def test_reencode_shrinks_checks_and_rewrites_the_splits(tmp_path):
     from data.splits import read_dataset_info, read_split, write_dataset
 
     src = tmp_path / "src"
-    for i in range(2):
+    for i in range(5):
         write_video(src / f"clips/v{i}.webm", np.random.default_rng(i).integers(0, 255, (12, 64, 96, 3), dtype=np.uint8))
     (src / "clips" / "broken.webm").write_bytes(b"garbage" * 100)
     videos = [Video(f"clips/v{i}.webm", 0, 0, 1) for i in range(2)] + [Video("clips/broken.webm", 0, 0, 1)]
-    write_dataset(tmp_path / "splits", "synta", src, {"train_set1": videos}, {})
+    others = {"val_set1": [Video("clips/v2.webm", 0, 0, 1)], "train_set2": [Video("clips/v3.webm", 0, 0, 2)],
+              "val_set2": [Video("clips/v4.webm", 0, 0, 2)]}  # a prepared folder has videos in every split
+    write_dataset(tmp_path / "splits", "synta", src, {"train_set1": videos, **others}, {})
     args = ["--splits", str(tmp_path / "splits"), "--dst", str(tmp_path / "dst"), "--out", str(tmp_path / "new"),
             "--short-side", "32", "--workers", "1"]
     reencode(args)
