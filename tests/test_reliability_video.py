@@ -174,13 +174,14 @@ def test_check_reports_every_file_and_writes_a_cleaned_split(corpus, tmp_path, c
 
     root = corpus["h264.mp4"][0].parent
     lists = {"train_set1": [Video(n, 0, 0, 1) for n in ("h264.mp4", "mpeg2.mpg", "faststart_truncated.mp4", "garbage.avi")],
-             "val_set1": [Video(n, 0, 0, 1) for n in ("drop_chunks.avi", "text.mp4")]}
+             "val_set1": [Video(n, 0, 0, 1) for n in ("drop_chunks.avi", "text.mp4")],
+             "train_set2": [Video("vp9.webm", 0, 0, 2)], "val_set2": [Video("mjpeg.avi", 0, 0, 2)]}
     write_dataset(tmp_path / "splits", "synta", root, lists, {"route": "test", "missing": 0})
     before = {f.name: f.read_bytes() for f in (tmp_path / "splits").iterdir()}
     summary = check(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "clean"), "--workers", "2"])
-    assert summary["statuses"] == {"ok": 3, "undecodable": 3, "frame count": 0, "seek errors": 0}
-    assert summary["readers"] == {"decord": 1, "pyav": 2} and summary["header_count_differs"] == 1
-    assert "6/6 videos, 3 bad" in capsys.readouterr().err
+    assert summary["statuses"] == {"ok": 5, "undecodable": 3, "frame count": 0, "seek errors": 0}
+    assert summary["readers"] == {"decord": 2, "pyav": 3} and summary["header_count_differs"] == 1
+    assert "8/8 videos, 3 bad" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in (tmp_path / "splits").iterdir()} == before  # the input is untouched
     assert [v.path for v in read_split(tmp_path / "clean" / "train_set1.csv", "synta")] == ["h264.mp4", "mpeg2.mpg"]
     assert [v.path for v in read_split(tmp_path / "clean" / "val_set1.csv", "synta")] == ["drop_chunks.avi"]
