@@ -37,15 +37,15 @@ file CLIP's (eps 1e-5); weight decay is not applied to 1-D parameters (the harne
 port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random
 resized crop. Recipe: actionclip.yaml.
 """
-import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, Transformer, clip_arguments, fit_pos_embed, read_pretrained,
-                         text_settings)
-from models.weights import _names, extract_state_dict, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, Transformer, clip_arguments
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, log_to_stderr,
+                            read_pretrained, short_list)
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
 TEMPLATES = (
@@ -56,10 +56,6 @@ TEMPLATES = (
 )
 # Buffers an mmaction2 checkpoint may carry beside the weights (the data preprocessor's mean / std).
 PORT_IGNORED = ("data_preprocessor.*",)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class TransformerAdapter(nn.Module):
@@ -99,10 +95,7 @@ class ActionCLIP(nn.Module):
         if self.template_sampling not in ("sample", "batch"):
             raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
         self.test_logit_scale = m.get("test_logit_scale", 100.0)
-        templates, descriptions = text_settings(cfg)
-        if not (cfg.get("text") or {}).get("templates"):
-            templates = list(TEMPLATES)
-        self.texts = ClassTexts(templates, descriptions)
+        self.texts = ClassTexts(**text_settings(cfg, default_templates=TEMPLATES))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -121,7 +114,7 @@ class ActionCLIP(nn.Module):
 
     def template_features(self) -> torch.Tensor:
         """[P, K, D] features of every template (evaluation), cached."""
-        return self.texts.cached(self.clip, lambda: self.encode_prompts(torch.arange(self.texts.counts[0])))
+        return self.texts.cached(self.clip, lambda space: self.encode_prompts(torch.arange(space.counts[0])))
 
     # -- video --------------------------------------------------------------------------------
 
@@ -168,13 +161,13 @@ class ActionCLIP(nn.Module):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "ActionCLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, log=log_to_stderr) -> dict:
         """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""
         allow_missing, allow_unexpected = (), PORT_IGNORED
         if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict) \
@@ -194,7 +187,7 @@ class ActionCLIP(nn.Module):
                 allow_missing, kind = ("adapter.*",), "CLIP"
             else:
                 raise SystemExit(f"error: {source} holds neither ActionCLIP nor CLIP weights (no clip.*, "
-                                 f"model_state_dict or visual.conv1.weight; first keys: {_names(state)})")
+                                 f"model_state_dict or visual.conv1.weight; first keys: {short_list(state)})")
         key = "adapter.frame_position_embeddings.weight"
         rows, own = state.get(key), self.adapter.frame_position_embeddings.weight
         if rows is not None and rows.ndim == 2 and rows.shape[1] == own.shape[1] and rows.shape[0] > own.shape[0]:

@@ -52,23 +52,18 @@ Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through m
 another class count is dropped with a message and temporal_embedding is resampled to this frame
 count; every other mismatch is a one-line error; or 'none'.
 """
-import sys
 from functools import partial
 
 import torch
 import torch.nn as nn
 
-from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, fit_time_embed,
-                         init_linear_and_norm, load_clip_visual_state, resample_frames)
-from models.weights import drop_other_head, load_checked
+from models.clip import DropPath, ResidualAttentionBlock, VisionTransformer, init_linear_and_norm, resample_frames
+from models.weights import (drop_other_head, fit_pos_embed, fit_time_embed, load_checked, load_clip_visual_state,
+                            log_to_stderr)
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
 # name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
 TRAINED = ("temporal_embedding", "ln_post", "cls_head", "Adapter")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class Adapter(nn.Module):
@@ -211,7 +206,7 @@ class AIM(nn.Module):
     # -----------------------------------------------------------------------------------------
     # weights
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         kind, state, source = load_clip_visual_state(spec, "AIM", release_prefix="backbone.", log=log)
         if kind is None:
             return {"loaded": 0}
@@ -219,7 +214,7 @@ class AIM(nn.Module):
             return self.load_clip_visual(state, source, log=log)
         return self.load_release(state, source, log=log)
 
-    def load_clip_visual(self, visual: dict, source: str, log=_log) -> dict:
+    def load_clip_visual(self, visual: dict, source: str, log=log_to_stderr) -> dict:
         """A CLIP image tower's tensors (no `visual.` prefix) into the backbone; proj is unused, the
         adapters and temporal_embedding keep their initialisation (D_fc2 zero)."""
         visual = dict(visual)
@@ -231,7 +226,7 @@ class AIM(nn.Module):
             log(f"aim: proj of {source} is not used (AIM classifies ln_post of the class token)")
         return report
 
-    def load_release(self, state: dict, source: str, log=_log) -> dict:
+    def load_release(self, state: dict, source: str, log=log_to_stderr) -> dict:
         """A released AIM state dict (backbone.*, cls_head.*) into the model: a head of another class
         count dropped, temporal_embedding / positional_embedding resampled to this input."""
         own = self.state_dict()

@@ -1,6 +1,8 @@
-"""The shared CLIP core: OpenAI CLIP's ViT image tower and text tower, its tokenizer, and the loading
-of its released weights. Not a model file itself (there is no clip.yaml); vit.py and the CLIP-based
-video models build on it.
+"""The shared CLIP core: OpenAI CLIP's ViT image tower and text tower (the architecture only).
+
+Not a model file itself (there is no clip.yaml); vit.py and the CLIP-based video models build on it.
+The tokenizer is models/tokenizer.py, the class texts models/class_texts.py, and the reading of CLIP
+weights models/weights.py.
 
 Module and parameter names are OpenAI's (github.com/openai/CLIP, clip/model.py), so the released
 ViT-B/16 weights load by name with no conversion:
@@ -39,35 +41,9 @@ Extending the blocks (X-CLIP message tokens, EZ-CLIP prompts, AIM / UniFormerV2 
     changes the keys and values in between (FROSTER's neighbouring frames).
   * `CLIP.encode_text_embeddings(x, eot)` runs the text tower on given token embeddings (learned
     prompts as in ViFi-CLIP / EZ-CLIP) and takes the feature at positions `eot`.
-
-Tokenizer: byte-level BPE with ftfy + regex cleaning, context 77, identical ids to OpenAI's
-`clip.tokenize`. The vocabulary models/bpe_simple_vocab_16e6.txt.gz is OpenAI's (MIT, see
-models/CLIP_LICENSE) and its SHA256 is checked on first use.
-
-Class texts: `class_prompts` (templates or one description per class), `text_features` (prompt-
-averaged, normalised or raw, from prompts or kept tokens), `text_settings(cfg)` (a recipe's `text:`
-section), `TextFeatureCache` (text features kept per label space until the text weights change) and
-`ClassTexts`, which a text model owns: its label space's names, prompts and tokens, and their
-features through a CLIP text tower, cached while no gradient can reach them.
-
-Weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
-default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
-archive as released, a plain state dict or {'state_dict': ...}), or 'none'. A model that starts from
-CLIP reads its `pretrained` (a CLIP name, or a file of CLIP weights or of its own) with
-`read_pretrained` (the checkpoint as read) or `read_pretrained_state` (a flat fp32 state dict);
-models built on the image tower alone (vit.py, aim.py, uniformerv2.py) with `load_clip_visual_state`
-(CLIP weights, an image tower alone, or the model's own release told by a key prefix).
-`fit_pos_embed` resamples a loaded positional_embedding to the model's input size. Errors are one
-line (SystemExit "error: ..."), the harness's convention.
 """
-import gzip
-import hashlib
-import html
 import math
-import sys
 from collections import OrderedDict
-from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -75,33 +51,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import (_names, cache_dir, download, extract_state_dict, load_checked, no_weights, read_checkpoint,
-                            resolve_path)
-
-MODEL_DIR = Path(__file__).resolve().parent
-
 # OpenAI CLIP's image normalisation (clip/clip.py _transform), in 0-1 units; x255 for uint8 input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# Released ViT models: name -> URL. The second-to-last path component is the file's SHA256.
-CLIP_MODELS = {
-    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
-    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
-    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
-}
-
 # The architecture of the released ViT-B/16 (arguments of CLIP below), for building it without weights.
 VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
                context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
-
-# 0-dim int64 entries of the TorchScript archives that are not parameters of CLIP.
-JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,19 +289,6 @@ def resample_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
     x = F.interpolate(x, size=frames, mode="linear", align_corners=False)
     return x.transpose(1, 2).reshape(*lead, frames, d).to(t.dtype)
 
-
-def fit_time_embed(state: dict, own: dict, key: str, source: str, name: str, log=_log) -> None:
-    """Resample state[key], a time embedding [..., T', D] for another frame count than the model's
-    own[key] [..., T, D] (own: its state dict), in place to T frames (resample_frames, in fp32), with
-    a log line. One whose other dimensions differ is left as it is, for load_checked to report."""
-    t, mine = state.get(key), own.get(key)
-    if t is None or mine is None or t.ndim != mine.ndim or t.shape[-2] == mine.shape[-2] \
-            or t.shape[:-2] != mine.shape[:-2] or t.shape[-1] != mine.shape[-1]:
-        return
-    state[key] = resample_frames(t.float(), mine.shape[-2])
-    log(f"{name}: resampled {key} of {source} from {t.shape[-2]} to {mine.shape[-2]} frames")
-
-
 class VisionTransformer(nn.Module):
     """CLIP's image tower. forward(images [N, 3, H, W]) -> [N, output_dim] (ln_post of the class
     token @ proj); with return_tokens=True -> (that, patch tokens [N, h*w, width] before ln_post).
@@ -462,6 +405,7 @@ class CLIP(nn.Module):
         return logits_per_image, logits_per_image.t()
 
 
+
 def clip_arguments(m: dict, image_size: int) -> dict:
     """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
     return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
@@ -469,407 +413,3 @@ def clip_arguments(m: dict, image_size: int) -> dict:
                 context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
                 transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
                 transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))
-
-
-def clip_config(state_dict: dict) -> dict:
-    """The CLIP(...) arguments of an OpenAI-layout state dict, read from its shapes (OpenAI's build_model)."""
-    sd = state_dict
-    needed = ("visual.conv1.weight", "visual.positional_embedding", "text_projection", "positional_embedding",
-              "token_embedding.weight", "ln_final.weight")
-    absent = [k for k in needed if k not in sd]
-    if absent:
-        if "visual.layer1.0.conv1.weight" in sd:
-            raise SystemExit("error: this is a ResNet CLIP; only the ViT image towers are implemented")
-        raise SystemExit(f"error: not an OpenAI CLIP state dict (no {', '.join(absent[:3])})")
-    width = sd["visual.conv1.weight"].shape[0]
-    patch = sd["visual.conv1.weight"].shape[-1]
-    grid = math.isqrt(sd["visual.positional_embedding"].shape[0] - 1)
-    text_width = sd["ln_final.weight"].shape[0]
-    return dict(
-        embed_dim=sd["text_projection"].shape[1],
-        image_resolution=patch * grid,
-        vision_layers=len([k for k in sd if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]),
-        vision_width=width,
-        vision_patch_size=patch,
-        context_length=sd["positional_embedding"].shape[0],
-        vocab_size=sd["token_embedding.weight"].shape[0],
-        transformer_width=text_width,
-        transformer_heads=text_width // 64,
-        transformer_layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}),
-    )
-
-
-def build_clip(state_dict: dict, source: str = "state dict", log=_log, **kwargs) -> CLIP:
-    """A CLIP whose architecture is read from `state_dict`, loaded with it (strictly). kwargs go to CLIP."""
-    model = CLIP(**clip_config(state_dict), **kwargs)
-    load_checked(model, state_dict, source, name="CLIP", log=log)
-    return model
-
-
-# ---------------------------------------------------------------------------------------------
-# tokenizer
-
-BPE_PATH = MODEL_DIR / "bpe_simple_vocab_16e6.txt.gz"
-BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
-SOT, EOT = "<|startoftext|>", "<|endoftext|>"
-
-
-def _byte_alphabet() -> list:
-    """The 256 (byte, character) pairs of byte-level BPE, in vocabulary order: printable Latin-1
-    bytes stand for themselves; the other bytes get the characters from U+0100 up, in byte order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in set(printable)]
-    return [(b, chr(b)) for b in printable] + [(b, chr(256 + i)) for i, b in enumerate(others)]
-
-
-class SimpleTokenizer:
-    """OpenAI CLIP's byte-level BPE tokenizer: encode(text) -> list of ids (no start/end tokens)."""
-
-    def __init__(self, bpe_path: Union[str, Path] = BPE_PATH, sha256: Optional[str] = BPE_SHA256):
-        import ftfy  # noqa: F401 - fail here, with the import error, if the text packages are missing
-        import regex
-
-        raw = Path(bpe_path).read_bytes()
-        if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
-            raise SystemExit(f"error: {bpe_path} is damaged (SHA256 {hashlib.sha256(raw).hexdigest()[:12]}..., "
-                             f"expected {sha256[:12]}...); restore it from the repository")
-        lines = gzip.decompress(raw).decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]  # 48,894 merges after the header
-        alphabet = _byte_alphabet()
-        self.byte_encoder = dict(alphabet)
-        self.byte_decoder = {c: b for b, c in alphabet}
-        vocab = [c for _, c in alphabet]
-        vocab += [c + "</w>" for c in vocab]
-        vocab += ["".join(m) for m in merges]
-        vocab += [SOT, EOT]
-        self.encoder = {tok: i for i, tok in enumerate(vocab)}
-        self.decoder = {i: tok for tok, i in self.encoder.items()}
-        self.bpe_ranks = {m: i for i, m in enumerate(merges)}
-        self.cache = {SOT: SOT, EOT: EOT}
-        self.pattern = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-                                     regex.IGNORECASE)
-        self._regex = regex
-
-    def clean(self, text: str) -> str:
-        import ftfy
-
-        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-        return self._regex.sub(r"\s+", " ", text).strip().lower()
-
-    def bpe(self, token: str) -> str:
-        """One pre-token (already byte-mapped) -> its BPE pieces joined by spaces."""
-        if token in self.cache:
-            return self.cache[token]
-        parts = list(token[:-1]) + [token[-1] + "</w>"]
-        while len(parts) > 1:
-            pair = min(zip(parts, parts[1:]), key=lambda p: self.bpe_ranks.get(p, math.inf))
-            if pair not in self.bpe_ranks:
-                break
-            merged, i = [], 0
-            while i < len(parts):
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        out = " ".join(parts)
-        self.cache[token] = out
-        return out
-
-    def encode(self, text: str) -> list:
-        ids = []
-        for piece in self.pattern.findall(self.clean(text)):
-            mapped = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
-            ids.extend(self.encoder[t] for t in self.bpe(mapped).split(" "))
-        return ids
-
-    def decode(self, ids) -> str:
-        text = "".join(self.decoder[int(i)] for i in ids)
-        return bytearray(self.byte_decoder[c] for c in text).decode("utf-8", errors="replace").replace("</w>", " ")
-
-
-@lru_cache(maxsize=None)
-def get_tokenizer() -> SimpleTokenizer:
-    return SimpleTokenizer()
-
-
-def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77, truncate: bool = False) -> torch.Tensor:
-    """OpenAI's clip.tokenize: [<|startoftext|>, BPE ids..., <|endoftext|>] zero-padded to
-    context_length -> LongTensor [len(texts), context_length]. A text that does not fit raises
-    ValueError, unless truncate=True, which cuts it and makes the last token <|endoftext|>."""
-    if isinstance(texts, str):
-        texts = [texts]
-    tok = get_tokenizer()
-    sot, eot = tok.encoder[SOT], tok.encoder[EOT]
-    result = torch.zeros(len(texts), context_length, dtype=torch.long)
-    for i, text in enumerate(texts):
-        ids = [sot] + tok.encode(text) + [eot]
-        if len(ids) > context_length:
-            if not truncate:
-                raise ValueError(f"text {i} ({text[:40]!r}...) is {len(ids)} tokens, longer than the context length "
-                                 f"{context_length}; shorten it or tokenize with truncate=True")
-            ids = ids[:context_length]
-            ids[-1] = eot
-        result[i, : len(ids)] = torch.tensor(ids)
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# class texts: what the text models embed for a label space
-
-
-def class_prompts(names: Sequence[str], templates: Sequence[str] = ("{}",), descriptions: dict = None) -> list:
-    """Prompts of each class: its description when `descriptions` ({name: text}, see
-    data.hierarchy.load_descriptions) is given, else every template filled with the class name
-    ("a photo of a {}.") -> [[prompt, ...] per class]."""
-    if descriptions is not None:
-        from data.hierarchy import describe
-
-        return [[text] for text in describe(list(names), descriptions)]
-    return [[t.format(name) for t in templates] for name in names]
-
-
-def text_features(encode_text: Callable, prompts: list, device=None, truncate: bool = True,
-                  normalize: bool = True, tokens: torch.Tensor = None) -> torch.Tensor:
-    """L2-normalised text embedding of each class, averaged over its prompts (then normalised again,
-    as CLIP's prompt ensembling does) -> [K, D]. `encode_text` maps token ids [N, 77] to [N, D].
-    normalize=False: the plain mean of the raw embeddings (X-CLIP feeds unnormalised text features
-    to its prompt generator); with one prompt per class that is the embedding itself.
-    tokens: tokenize() of the flattened prompts, when the caller keeps them (tokenising is Python
-    work, too slow to repeat at every training step)."""
-    flat = [p for per_class in prompts for p in per_class]
-    if tokens is None:
-        tokens = tokenize(flat, truncate=truncate)
-    elif len(tokens) != len(flat):
-        raise ValueError(f"{len(tokens)} token rows for {len(flat)} prompts")
-    if device is not None:
-        tokens = tokens.to(device)
-    feats = encode_text(tokens).float()
-    if normalize:
-        feats = F.normalize(feats, dim=-1)
-    counts = [len(per_class) for per_class in prompts]
-    if max(counts) == 1:
-        return feats  # one prompt per class: nothing to average
-    per_class = torch.stack([chunk.mean(0) for chunk in feats.split(counts)])
-    return F.normalize(per_class, dim=-1) if normalize else per_class
-
-
-def text_settings(cfg: dict) -> tuple:
-    """(templates, descriptions) of a recipe's `text` section: `templates` (default ["{}"]) and, when
-    `descriptions` names a CSV (see data.hierarchy.load_descriptions) for every task, or one per task
-    ({coarse: path, fine: path}, the recipe's `task`, default coarse), {class name: description},
-    which then replaces the templates (one prompt per class); else None. A relative path not found
-    from the working directory is taken from the repository root."""
-    section = cfg.get("text") or {}
-    templates = list(section.get("templates") or ["{}"])
-    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
-    if bad:
-        raise SystemExit(f"error: text.templates: every template needs exactly one {{}} for the class name, got {bad[0]!r}")
-    spec = section.get("descriptions")
-    if isinstance(spec, dict):
-        spec = spec.get(cfg.get("task", "coarse"))
-    descriptions = None
-    if spec:
-        from data.hierarchy import load_descriptions
-
-        descriptions = load_descriptions(resolve_path(spec))
-    return templates, descriptions
-
-
-class TextFeatureCache:
-    """The text features of one label space, kept until something they depend on changes.
-
-    get(key, params, compute): `key` names the label space and prompts (e.g. the class names);
-    `params` are the text tower's parameters. The value is recomputed when the key changes or when
-    any parameter is replaced, moved, cast or modified in place (an optimizer step or load_state_dict
-    bumps the tensor's version counter), so a cache filled in evaluation is never used after the
-    tower has trained on. Call it only where the features need no autograd graph (text tower frozen,
-    evaluation, or under no_grad)."""
-
-    def __init__(self):
-        self._key, self._value = None, None
-
-    def clear(self) -> None:
-        self._key, self._value = None, None
-
-    @staticmethod
-    def state(params) -> tuple:
-        return tuple((id(p), p.data_ptr(), p._version, p.device, p.dtype) for p in params)
-
-    def get(self, key, params, compute: Callable):
-        full_key = (key, self.state(params))
-        if full_key != self._key:
-            value = compute()
-            self._key, self._value = full_key, value
-        return self._value
-
-
-class ClassTexts:
-    """What a text model embeds for its label space, and the embeddings, cached.
-
-    names; prompts (class_prompts of the names with `templates` or `descriptions`, as text_settings
-    returns them); counts (prompts per class); tokens (tokenize() of every prompt, once per label
-    space: tokenising is Python work, too slow to repeat at every step), all set by set_names(names).
-
-    features(clip, normalize) -> text_features of the prompts through clip's text tower [K, D] fp32.
-    cached(clip, compute) -> compute() for features computed another way. Either recomputes with the
-    autograd graph while a gradient can reach the text tower (gradients enabled and one of
-    clip.text_parameters() requires grad); otherwise the value is computed once under no_grad and
-    kept in a TextFeatureCache (`cache`, default self.cache: one per text tower) until the names,
-    the autocast state or a text weight change."""
-
-    def __init__(self, templates: Sequence[str] = ("{}",), descriptions: dict = None):
-        self.templates, self.descriptions = list(templates), descriptions
-        self.names, self.prompts, self.counts, self.tokens = [], [], [], None
-        self.cache = TextFeatureCache()
-
-    def set_names(self, names) -> None:
-        names = list(names)
-        if not names:
-            raise ValueError("set_class_names needs at least one class name")
-        self.names = names
-        self.prompts = class_prompts(names, self.templates, self.descriptions)
-        self.counts = [len(p) for p in self.prompts]
-        self.tokens = tokenize([p for per_class in self.prompts for p in per_class], truncate=True)
-
-    def features(self, clip: "CLIP", normalize: bool = True, cache: TextFeatureCache = None) -> torch.Tensor:
-        def compute():
-            self.tokens = self.tokens.to(clip.positional_embedding.device)  # copied once per label space
-            return text_features(clip.encode_text, self.prompts, normalize=normalize, tokens=self.tokens)
-
-        return self.cached(clip, compute, cache)
-
-    def cached(self, clip: "CLIP", compute: Callable, cache: TextFeatureCache = None):
-        params = clip.text_parameters()
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return compute()
-        key = (tuple(self.names), torch.is_autocast_enabled(clip.positional_embedding.device.type))
-        with torch.no_grad():
-            return (self.cache if cache is None else cache).get(key, params, compute)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLIP weights
-
-
-def load_clip_state_dict(spec, log=_log) -> Optional[dict]:
-    """OpenAI CLIP weights as an fp32 state dict in OpenAI's layout (no prefix), or None for 'none'.
-
-    spec: a released model name (CLIP_MODELS, e.g. 'ViT-B/16': downloaded once, SHA256-checked),
-    a file path (the released TorchScript archive, a plain state dict, or {'state_dict': ...} /
-    {'model': ...}), or 'none'. The archive's 0-dim extras (input_resolution, context_length,
-    vocab_size) are dropped."""
-    if no_weights(spec):
-        return None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        url = CLIP_MODELS[spec]
-        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", log=log)
-        source = f"CLIP {spec} ({path})"
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"error: CLIP weights '{spec}' not found: pretrained takes a released model name "
-                             f"({', '.join(CLIP_MODELS)}), the path of a weights file, or none")
-        source = str(path)
-    state = extract_state_dict(read_checkpoint(path, "CLIP weights", log=log), source)
-    for k in JIT_EXTRAS:
-        state.pop(k, None)
-    _require_vit(state, source)
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-
-
-def _require_vit(state: dict, source: str) -> None:
-    if "visual.conv1.weight" not in state or "visual.positional_embedding" not in state:
-        hint = " (a ResNet CLIP; only ViT towers are implemented)" if "visual.layer1.0.conv1.weight" in state else ""
-        raise SystemExit(f"error: {source} holds no OpenAI CLIP ViT weights{hint}: no visual.conv1.weight "
-                         f"(first keys: {_names(state)})")
-
-
-def read_pretrained(spec, model: str, log=_log) -> tuple:
-    """A recipe's `pretrained` for a model that starts from OpenAI CLIP -> (checkpoint, source): the
-    state dict of a released CLIP name (load_clip_state_dict), or what a file holds
-    (models.weights.read_checkpoint; a relative path not found here is taken from the repository
-    root); (None, None) for 'none'. `model` names the model's own weights in messages."""
-    if no_weights(spec):
-        return None, None
-    spec = str(spec)
-    if spec in CLIP_MODELS:
-        return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
-    path = resolve_path(spec)
-    if not path.is_file():
-        raise SystemExit(f"error: {model} weights '{spec}' not found: give a CLIP name ({', '.join(CLIP_MODELS)}), "
-                         f"the path of CLIP or {model} weights, or none")
-    return read_checkpoint(path, f"{model} weights", log=log), str(path)
-
-
-def read_pretrained_state(spec, model: str, containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
-    """read_pretrained's checkpoint as a flat fp32 state dict (models.weights.extract_state_dict, from
-    the first of `containers` that holds one; TorchScript's extras left out) -> (state, source);
-    (None, None) for 'none'."""
-    obj, source = read_pretrained(spec, model, log=log)
-    if source is None:
-        return None, None
-    state = extract_state_dict(obj, source, containers=containers)
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k not in JIT_EXTRAS}, source
-
-
-def load_clip_visual_state(spec, model: str, release_prefix: str = None,
-                           containers=("state_dict", "model_state", "model"), log=_log) -> tuple:
-    """A recipe's `pretrained` for a model built on CLIP's image tower -> (kind, state, source):
-
-      ('clip', the image tower's tensors without the `visual.` prefix, source) for a released CLIP
-          name, a CLIP file (the TorchScript archive or a state dict) or a file of the image tower
-          alone (conv1.weight, class_embedding, ...: the original UniFormerV2's vit_b16.pth,
-          mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
-      ('release', the state dict as it is, source) for a checkpoint of the model itself, told by keys
-          starting with `release_prefix` (e.g. 'backbone.'); None: the model has no such checkpoints;
-      (None, None, None) for 'none'.
-    Read with read_pretrained_state (fp32, from the first of `containers` holding a state dict)."""
-    state, source = read_pretrained_state(spec, model, containers, log=log)
-    if source is None:
-        return None, None, None
-    if release_prefix and any(k.startswith(release_prefix) for k in state):
-        return "release", state, source
-    if "visual.conv1.weight" not in state:
-        if "conv1.weight" in state and "class_embedding" in state:
-            return "clip", state, source
-        what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
-        raise SystemExit(f"error: {source} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
-                         f"first keys: {_names(state)}")
-    _require_vit(state, source)
-    text = [k for k in state if not k.startswith("visual.")]
-    if text:
-        log(f"{model.lower()}: the {len(text)} text-tower tensors of {source} are not used")
-    return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, source
-
-
-def fit_pos_embed(state: dict, key: str, grid: int, source: str, name: str, log=_log) -> None:
-    """Resample state[key], a positional embedding [..., 1 + g*g, D] for another input size, in place
-    to 1 + grid*grid positions (resize_pos_embed, bicubic), with a log line. One whose rows are not
-    1 + a square grid is left as it is, for load_checked to report."""
-    pe = state.get(key)
-    if pe is None or pe.ndim < 2 or pe.shape[-2] == 1 + grid * grid:
-        return
-    try:
-        state[key] = resize_pos_embed(pe, grid)
-    except ValueError:
-        return
-    log(f"{name}: resampled {key} of {source} from {pe.shape[-2]} to {state[key].shape[-2]} positions")
-
-
-def load_clip(spec="ViT-B/16", config: dict = None, log=_log, **kwargs) -> CLIP:
-    """A CLIP model with the weights of `spec` (see load_clip_state_dict), its architecture read
-    from the weights; with spec 'none', a freshly initialised CLIP(**config) (default ViT-B/16).
-    A `config` given with weights must agree with them. kwargs go to CLIP (drop_path, blocks...)."""
-    state = load_clip_state_dict(spec, log=log)
-    if state is None:
-        return CLIP(**(config or VIT_B16), **kwargs)
-    found = clip_config(state)
-    if config:
-        diff = [f"{k} is {found.get(k)}, configured {v}" for k, v in config.items() if found.get(k) != v]
-        if diff:
-            raise SystemExit(f"error: CLIP weights {spec} do not match the configured architecture: {'; '.join(diff)}")
-    return build_clip(state, source=str(spec), log=log, **kwargs)

@@ -57,22 +57,17 @@ Deviations from the published code (none changes a parameter name or shape):
   * fp32 master weights under autocast instead of fp16 weights converted around each step.
 """
 import math
-import sys
 from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, fit_time_embed, read_pretrained_state,
-                         text_settings)
-from models.weights import _names, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, ResidualAttentionBlock
+from models.weights import fit_pos_embed, fit_time_embed, load_checked, log_to_stderr, read_pretrained_state, short_list
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +175,7 @@ class EZCLIP(CLIP):
         for name, p in self.named_parameters():
             trainable = "prompt" in name or "Adapter" in name
             p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(**text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text side ----------------------------------------------------------------------------
@@ -230,7 +225,7 @@ class EZCLIP(CLIP):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         """OpenAI CLIP weights (name or file) or an EZ-CLIP release file; see the module docstring."""
         state, source = read_pretrained_state(spec, "EZ-CLIP", RELEASE_CONTAINERS, log=log)
         if source is None:
@@ -241,7 +236,7 @@ class EZCLIP(CLIP):
             fit_time_embed(state, own, key, source, "ezclip", log=log)
         fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "ezclip", log=log)
         if "visual.conv1.weight" not in state:
-            raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")
+            raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {short_list(state)})")
         allow = () if release else ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings", "*.Adapter.*")
         return load_checked(self, state, source, name="ezclip", allow_missing=allow, log=log)
 

@@ -61,22 +61,17 @@ train.py); weight decay spares 1-D tensors (the harness's rule); the projector a
 and the exact distance are not in the release and are our reading of the paper; the projectors
 only serve the loss, so released weights evaluate identically whatever they are.
 """
-import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, fit_pos_embed,
-                         read_pretrained_state, text_settings)
-from models.weights import _names, load_checked, no_weights
+from models.class_texts import ClassTexts, TextFeatureCache, text_settings
+from models.clip import CLIP, ResidualAttentionBlock
+from models.weights import fit_pos_embed, load_checked, log_to_stderr, no_weights, read_pretrained_state, short_list
 
 TEACHER = "raw_model."
 RELEASE_CONTAINERS = ("model_state", "state_dict", "model", "model_state_dict")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +155,7 @@ class FROSTER(nn.Module):
         self.register_load_state_dict_post_hook(_teacher_never_missing)
         self._ddp_params_and_buffers_to_ignore = [TEACHER + n for n, _ in self.raw_model.named_parameters()] + \
             [TEACHER + n for n, _ in self.raw_model.named_buffers()]
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(**text_settings(cfg))
         self.teacher_text_cache = TextFeatureCache()  # the teacher's features of self.texts
         self.set_class_names(class_names)
 
@@ -225,7 +220,7 @@ class FROSTER(nn.Module):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, teacher_spec="ViT-B/16", log=_log) -> dict:
+    def load_pretrained(self, spec, teacher_spec="ViT-B/16", log=log_to_stderr) -> dict:
         """Student (+ projectors) from `spec`; teacher from the file's raw_model.*, else from
         `teacher_spec` (CLIP weights), else a copy of the student. See the module docstring."""
         report, clip_states = {"loaded": 0}, {}
@@ -262,7 +257,7 @@ class FROSTER(nn.Module):
     def _fit(self, state: dict, source: str, log) -> dict:
         """A CLIP state dict with positional_embedding resampled to this input size."""
         if "visual.conv1.weight" not in state:
-            raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {_names(state)})")
+            raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {short_list(state)})")
         state = dict(state)  # the caller may load the same tensors into the teacher
         fit_pos_embed(state, "visual.positional_embedding", self.model.visual.grid, source, "froster", log=log)
         return state

@@ -42,7 +42,6 @@ model.bgr true to evaluate it.
 
 The original code is CC BY-NC 4.0; nothing of it is used here beyond parameter names and shapes.
 """
-import sys
 from pathlib import Path
 
 import torch
@@ -50,18 +49,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import DropPath, fit_pos_embed, init_linear_and_norm, resize_pos_embed, without_key_bias
-from models.weights import cache_dir, download, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
+from models.clip import DropPath, init_linear_and_norm, resize_pos_embed, without_key_bias
+from models.weights import (cache_dir, download, drop_other_head, extract_state_dict, fit_pos_embed, load_checked,
+                            log_to_stderr, no_weights, read_checkpoint)
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
 IMAGENET_URL = ("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/"
                 "jx_vit_base_p16_224-80ecf9dd.pth")
 IMAGENET_NAMES = ("imagenet", "vit_base_patch16_224", "jx_vit_base_p16_224")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class Attention(nn.Module):
@@ -223,7 +219,7 @@ class TimeSformer(nn.Module):
     def no_weight_decay(self) -> set:
         return {"model.pos_embed", "model.cls_token", "model.time_embed"}
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         state, source = read_timesformer_weights(spec, log=log)
         if state is None:
             return {"loaded": 0}
@@ -234,7 +230,7 @@ class TimeSformer(nn.Module):
 # weights
 
 
-def read_timesformer_weights(spec, log=_log):
+def read_timesformer_weights(spec, log=log_to_stderr):
     """(state dict with `model.` keys, source) for a pretrained spec; (None, None) for 'none'."""
     if no_weights(spec):
         return None, None
@@ -258,7 +254,7 @@ def read_timesformer_weights(spec, log=_log):
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source
 
 
-def imagenet_to_timesformer(state: dict, log=_log) -> dict:
+def imagenet_to_timesformer(state: dict, log=log_to_stderr) -> dict:
     """An image ViT (timm names under `model.`) -> TimeSformer keys, as the original initialisation:
     each block's attn.* and norm1.* copied to temporal_attn.* / temporal_norm1.*, the ImageNet head
     (and pre_logits) dropped; time_embed and temporal_fc are left to the model's initialisation."""
@@ -276,7 +272,7 @@ def imagenet_to_timesformer(state: dict, log=_log) -> dict:
     return out
 
 
-def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
+def load_into(model: TimeSformer, state: dict, source: str, log=log_to_stderr) -> dict:
     """Fit `state` (`model.` keys) to `model` and load it: time_embed (nearest, as the original) and
     pos_embed (bicubic) resampled to the model's frames and size; a head of another class count
     dropped; after an ImageNet mapping, time_embed / temporal_fc / head may be missing. Anything else

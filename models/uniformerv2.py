@@ -60,7 +60,6 @@ Pretrained (recipe key `pretrained`):
     of another class count is dropped with a message; every other mismatch is a one-line error;
   * 'none'.
 """
-import sys
 from collections import OrderedDict
 from functools import partial
 from typing import Optional
@@ -71,9 +70,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-                         fit_pos_embed, load_clip_visual_state, resize_pos_embed)
+                         resize_pos_embed)
+from models.weights import drop_other_head, fit_pos_embed, load_checked, load_clip_visual_state, log_to_stderr
 from models.video_common import checkpointed
-from models.weights import drop_other_head, load_checked
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -81,10 +80,6 @@ CLIP_UNUSED = ("ln_post.weight", "ln_post.bias", "proj")
 # backbone tensors that CLIP weights do not provide
 NEW_MODULES = ("transformer.resblocks.*.lmhra*", "transformer.temporal_cls_token", "transformer.dpe.*",
                "transformer.dec.*", "transformer.proj.*", "transformer.balance")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +318,7 @@ class UniFormerV2(nn.Module):
     # -----------------------------------------------------------------------------------------
     # weights
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         kind, state, source = load_clip_visual_state(spec, "UniFormerV2", release_prefix="backbone.",
                                                      containers=("model_state", "state_dict", "model"), log=log)
         if kind is None:
@@ -332,7 +327,7 @@ class UniFormerV2(nn.Module):
             return self.load_clip_visual(state, source, log=log)
         return self.load_release(state, source, log=log)
 
-    def load_clip_visual(self, visual: dict, source: str, log=_log) -> dict:
+    def load_clip_visual(self, visual: dict, source: str, log=log_to_stderr) -> dict:
         """A CLIP image tower's tensors (no `visual.` prefix) into the backbone: conv1 inflated,
         positions resampled to this input size, ln_post/proj left out, new modules at their init."""
         visual = dict(visual)
@@ -347,7 +342,7 @@ class UniFormerV2(nn.Module):
             log(f"uniformerv2: {', '.join(unused)} of {source} are not used (UniFormerV2 has no ln_post / CLIP proj)")
         return report
 
-    def load_release(self, state: dict, source: str, log=_log) -> dict:
+    def load_release(self, state: dict, source: str, log=log_to_stderr) -> dict:
         """A released UniFormerV2 state dict (`backbone.` keys, official or mmaction2 layout) into the
         model; a head of another class count is dropped and keeps its initialisation."""
         state = from_mmaction2(state)

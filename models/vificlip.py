@@ -33,23 +33,19 @@ Deviations from the published code: batch-first SDPA attention (the core's); fp3
 with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentations (ViFi-CLIP's data
 pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
 """
-import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, clip_arguments, fit_pos_embed, load_clip_state_dict,
-                         read_pretrained, text_settings)
-from models.weights import _names, extract_state_dict, load_checked, no_weights
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, clip_arguments
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, load_clip_state_dict,
+                            log_to_stderr, no_weights, read_pretrained, short_list)
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
 # its loaders, rebuilt from the class names (implementations.md §3.3).
 RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.token_prefix", "prompt_learner.token_suffix")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 def vifi_to_clip_names(state: dict) -> tuple:
@@ -77,7 +73,7 @@ class ViFiCLIP(CLIP):
         self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
         self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(**text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -112,13 +108,13 @@ class ViFiCLIP(CLIP):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "ViFi-CLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=log_to_stderr) -> dict:
         """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing
         token_embedding from `token_embedding`, else from model.token_embedding_from), CLIP weights,
         or a checkpoint of this repository."""
@@ -128,18 +124,18 @@ class ViFiCLIP(CLIP):
             state, dropped = vifi_to_clip_names(state)
             if dropped:
                 log(f"vificlip: left out the {len(dropped)} class-dependent prompt buffers of {source} "
-                    f"({_names(dropped)}); they are rebuilt from the current class names")
+                    f"({short_list(dropped)}); they are rebuilt from the current class names")
             if "token_embedding.weight" not in state:
                 if token_embedding is None:
                     token_embedding = self.clip_token_embedding(source, log=log)
                 state["token_embedding.weight"] = token_embedding
         elif "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither ViFi-CLIP nor CLIP weights (no image_encoder.* or "
-                             f"visual.conv1.weight; first keys: {_names(state)})")
+                             f"visual.conv1.weight; first keys: {short_list(state)})")
         fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "vificlip", log=log)
         return load_checked(self, state, source, name="vificlip", log=log)
 
-    def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:
+    def clip_token_embedding(self, source: str, log=log_to_stderr) -> torch.Tensor:
         spec = self.token_embedding_from
         if no_weights(spec):
             raise SystemExit(f"error: {source} is a ViFi-CLIP release, which has no token_embedding; set "

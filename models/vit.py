@@ -10,17 +10,12 @@ every CLIP-based video model of the benchmark starts from, without their tempora
 `visual.*` keys of OpenAI's ViT-B-16.pt and `pretrained: ViT-B/16` loads them by name (the text
 tower's tensors are ignored). Recipe: models/vit.yaml.
 """
-import sys
 
 import torch
 import torch.nn as nn
 
-from models.clip import VisionTransformer, fit_pos_embed, load_clip_visual_state
-from models.weights import load_checked
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
+from models.clip import VisionTransformer
+from models.weights import fit_pos_embed, load_checked, load_clip_visual_state, log_to_stderr
 
 
 class CLIPFrameAverage(nn.Module):
@@ -54,7 +49,7 @@ class CLIPFrameAverage(nn.Module):
     def lr_multipliers(self) -> dict:
         return {"head.": self.head_lr_mult} if self.head_lr_mult != 1.0 else {}
 
-    def load_clip_weights(self, spec, log=_log) -> dict:
+    def load_clip_weights(self, spec, log=log_to_stderr) -> dict:
         """The image tower of CLIP weights `spec` (a name, or the path of CLIP or image-tower weights; see
         models.clip.load_clip_visual_state) into self.visual. positional_embedding is resampled
         (bicubic) when the input size differs from the weights'."""

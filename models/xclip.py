@@ -40,26 +40,20 @@ depth drops per frame (the original's timm drop_path on [L, B*T, D] tensors drop
 position); the mit positional embedding is resampled when a clip has another frame count than the
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
-import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    clip_arguments, fit_pos_embed, fit_time_embed, init_linear_and_norm, read_pretrained, resample_frames,
-    text_settings,
-)
-from models.weights import _names, extract_state_dict, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import (CLIP, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
+                         clip_arguments, init_linear_and_norm, resample_frames)
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, fit_time_embed, load_checked,
+                            log_to_stderr, read_pretrained, short_list)
 
 # Parameters X-CLIP adds to CLIP; they keep their initialisation when CLIP weights are loaded.
 NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_generator.*", "prompts_visual_ln.*",
                   "prompts_visual_proj")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +196,7 @@ class XCLIP(CLIP):
             for name, p in self.named_parameters():
                 if not any(key in name for key in ("visual.", "mit.", "prompts")):
                     p.requires_grad_(False)
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(**text_settings(cfg))
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -249,13 +243,13 @@ class XCLIP(CLIP):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "X-CLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, log=log_to_stderr) -> dict:
         """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP
         weights. Only names are matched; mit.positional_embedding is resampled along time."""
         state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
@@ -267,7 +261,7 @@ class XCLIP(CLIP):
             fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
         raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
-                         f"visual.conv1.weight; first keys: {_names(state)})")
+                         f"visual.conv1.weight; first keys: {short_list(state)})")
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:

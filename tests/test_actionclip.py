@@ -9,7 +9,7 @@ from text_helpers import full_size_on_meta, meta_state, tiny, tiny_clip
 
 from models import build_model
 from models import actionclip as ma
-from models import clip as mc
+from models import tokenizer as tk
 
 CLASSES = ["punching bag", "punching person", "falling down"]
 
@@ -105,7 +105,7 @@ def test_test_scores_average_the_templates_probabilities():
         v = F.normalize(model.adapter(frames), dim=-1)
         probs = torch.zeros(2, 3)
         for template in ma.TEMPLATES:
-            text = F.normalize(model.clip.encode_text(mc.tokenize([template.format(c) for c in CLASSES])), dim=-1)
+            text = F.normalize(model.clip.encode_text(tk.tokenize([template.format(c) for c in CLASSES])), dim=-1)
             probs += (100.0 * v @ text.t()).softmax(-1) / len(ma.TEMPLATES)
         scores = model(video)
         torch.testing.assert_close(scores.softmax(-1), probs, atol=1e-6, rtol=1e-5)
@@ -119,7 +119,7 @@ def test_training_logits_use_one_random_template_per_clip():
     with torch.no_grad():
         v = F.normalize(model.encode_video(video), dim=-1)
         per_template = torch.stack([
-            model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(mc.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
+            model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(tk.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
             for t in ma.TEMPLATES])  # [P, B, K]
         torch.manual_seed(0)
         logits = model(video)

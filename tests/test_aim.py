@@ -18,6 +18,7 @@ from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny
 import train
 from models import build_model, load_recipe
 from models import clip as mc
+from models import weights
 import models.aim as aim
 
 CLASSES = [f"class {i}" for i in range(5)]
@@ -161,7 +162,7 @@ def clip_features(visual, frames):
 
 def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypatch, tmp_path):
     clip = tiny_vision_clip()
-    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
+    monkeypatch.setattr(weights, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
     x = random_clips(batch=2, frames=4)
     messages = []
     for num_tadapter in (1, 2):

@@ -13,6 +13,7 @@ import evaluate
 import train
 from models import build_model, load_recipe
 from models import clip as mc
+from models import tokenizer as tk
 from models import ezclip
 
 NAMES = ["falling", "rising", "orbiting"]
@@ -190,7 +191,7 @@ def test_zero_adapters_and_no_prompts_give_plain_clip():
     clip = mc.CLIP(32, 32, 2, 64, 8, 77, 49408, 32, 2, 2, vision_heads=2).eval()
     clip.load_state_dict({k: v for k, v in model.state_dict().items() if k in clip.state_dict()})
     clip_batch = random_clips()
-    tokens = mc.tokenize(NAMES)
+    tokens = tk.tokenize(NAMES)
     with torch.no_grad():
         frames = ((clip_batch.float() - model.mean) / model.std).flatten(0, 1)
         torch.testing.assert_close(model.encode_frames(clip_batch), clip.encode_image(frames).view(2, 4, -1))
@@ -249,7 +250,7 @@ def test_descriptions_replace_the_class_names(tmp_path):
     cfg = tiny()
     cfg["text"]["descriptions"] = {"coarse": str(path), "fine": None}
     model = ezclip.EZCLIP(cfg, NAMES)
-    assert torch.equal(model.texts.tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
+    assert torch.equal(model.texts.tokens, tk.tokenize(["An object drops.", "It goes up.", "It circles."]))
     cfg["task"] = "fine"  # no file for the fine task: the templates
     cfg["text"]["templates"] = ["a video of {}.", "{}"]
     model = ezclip.EZCLIP(cfg, NAMES)

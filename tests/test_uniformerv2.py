@@ -20,6 +20,7 @@ from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny
                       train_and_evaluate_both_sets)
 from models import build_model, load_recipe
 from models import clip as mc
+from models import weights
 import models.uniformerv2 as uv2
 
 CLASSES = [f"class {i}" for i in range(5)]
@@ -201,7 +202,7 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp
     full = clip.state_dict()
     messages = []
     # by name (the download is replaced by the tiny weights) and as files: full CLIP, visual only
-    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(full))
+    monkeypatch.setattr(weights, "load_clip_state_dict", lambda spec, log=None: dict(full))
     cfg = tiny(**SSV2_LIKE)
     for spec in ("ViT-B/16", save_checkpoint(full, tmp_path), save_checkpoint(clip.visual.state_dict(), tmp_path)):
         cfg["pretrained"] = spec

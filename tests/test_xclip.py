@@ -8,7 +8,7 @@ from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
-from models import clip as mc
+from models import tokenizer as tk
 from models import xclip as mx
 
 CLASSES = ["punching bag", "punching person", "falling down"]
@@ -186,7 +186,7 @@ def test_forward_is_cosine_of_video_and_prompted_text():
     with torch.no_grad():
         logits = model(video)
         feats, tokens = model.encode_video(video)
-        raw = model.encode_text(mc.tokenize(CLASSES))  # template "{}", unnormalised into the generator
+        raw = model.encode_text(tk.tokenize(CLASSES))  # template "{}", unnormalised into the generator
         text = raw.unsqueeze(0).expand(2, -1, -1)
         text = text + model.prompts_generator(text, tokens)
         expected = model.logit_scale.exp() * torch.einsum("bd,bkd->bk", F.normalize(feats, dim=-1), F.normalize(text, dim=-1))
