@@ -37,13 +37,14 @@ file CLIP's (eps 1e-5); weight decay is not applied to 1-D parameters (the harne
 port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random
 resized crop. Recipe: actionclip.yaml.
 """
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.class_texts import ClassTexts, text_settings
-from models.clip import CLIP, Transformer, clip_arguments
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, Transformer
 from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, log_to_stderr,
                             read_pretrained, short_list)
 
@@ -80,22 +81,30 @@ class TransformerAdapter(nn.Module):
 
 
 class ActionCLIP(nn.Module):
-    def __init__(self, cfg: dict, class_names: list):
+    """ActionCLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = CLIP_MEAN_255, std: Sequence[float] = CLIP_STD_255,
+                 templates: Sequence[str] = TEMPLATES, descriptions: dict = None, *, embed_dim: int = 512,
+                 vision_width: int = 768, vision_layers: int = 12, vision_patch_size: int = 16,
+                 vision_heads: Optional[int] = None, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8, transformer_layers: int = 12,
+                 adapter_layers: int = 6, adapter_lr_mult: float = 10.0, template_sampling: str = "sample",
+                 test_logit_scale: Optional[float] = 100.0, drop_path: float = 0.0, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        args = clip_arguments(m, inp["size"])
-        self.frames = inp["frames"]
-        self.clip = CLIP(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
-        width = args["transformer_width"]
-        self.adapter = TransformerAdapter(self.frames, args["embed_dim"], m.get("adapter_layers", 6), max(width // 64, 1))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.adapter_lr_mult = float(m.get("adapter_lr_mult", 10.0))
-        self.template_sampling = m.get("template_sampling", "sample")
-        if self.template_sampling not in ("sample", "batch"):
-            raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
-        self.test_logit_scale = m.get("test_logit_scale", 100.0)
-        self.texts = ClassTexts(**text_settings(cfg, default_templates=TEMPLATES))
+        if template_sampling not in ("sample", "batch"):
+            raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {template_sampling!r}")
+        self.frames = frames
+        self.clip = CLIP(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.adapter = TransformerAdapter(frames, embed_dim, adapter_layers, max(transformer_width // 64, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.adapter_lr_mult = float(adapter_lr_mult)
+        self.template_sampling = template_sampling
+        self.test_logit_scale = test_logit_scale
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -199,7 +208,12 @@ class ActionCLIP(nn.Module):
                             allow_unexpected=allow_unexpected, log=log)
 
 
+Model = ActionCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = ActionCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = ActionCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"],
+                       **text_settings(cfg, default_templates=TEMPLATES), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

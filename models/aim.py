@@ -53,11 +53,13 @@ another class count is dropped with a message and temporal_embedding is resample
 count; every other mismatch is a one-line error; or 'none'.
 """
 from functools import partial
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from models.clip import DropPath, ResidualAttentionBlock, VisionTransformer, init_linear_and_norm, resample_frames
+from models.clip import (CLIP_MEAN_255, CLIP_STD_255, DropPath, ResidualAttentionBlock, VisionTransformer, init_linear_and_norm,
+                         resample_frames)
 from models.weights import (drop_other_head, fit_pos_embed, fit_time_embed, load_checked, load_clip_visual_state,
                             log_to_stderr)
 
@@ -151,23 +153,23 @@ class ClsHead(nn.Module):
 
 
 class AIM(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside.
+    The arguments after `*` are the recipe's model section (AIM ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, frames: int = 8, size: int = 224, mean: Sequence[float] = CLIP_MEAN_255,
+                 std: Sequence[float] = CLIP_STD_255, *, width: int = 768, layers: int = 12, heads: Optional[int] = None,
+                 patch_size: int = 16, adapter_ratio: float = 0.25, adapter_scale: float = 0.5, num_tadapter: int = 1,
+                 drop_path: float = 0.0, dropout: float = 0.5, head_init_std: float = 0.01, freeze: bool = True,
+                 grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        width = m.get("width", 768)
-        block = partial(AIMBlock, scale=m.get("adapter_scale", 0.5), num_tadapter=m.get("num_tadapter", 1),
-                        ratio=m.get("adapter_ratio", 0.25))
-        self.backbone = AIMVisionTransformer(
-            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
-            inp["frames"], drop_path=m.get("drop_path", 0.0), block=block,
-            grad_checkpointing=m.get("grad_checkpointing", False))
-        self.cls_head = ClsHead(width, num_classes, m.get("dropout", 0.5), m.get("head_init_std", 0.01))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        block = partial(AIMBlock, scale=adapter_scale, num_tadapter=num_tadapter, ratio=adapter_ratio)
+        self.backbone = AIMVisionTransformer(size, patch_size, width, layers, heads or max(width // 64, 1), frames,
+                                             drop_path=drop_path, block=block, grad_checkpointing=grad_checkpointing)
+        self.cls_head = ClsHead(width, num_classes, dropout, head_init_std)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.init_weights()
-        if m.get("freeze", True):
+        if freeze:
             self.freeze()
 
     def init_weights(self) -> None:
@@ -238,7 +240,11 @@ class AIM(nn.Module):
         return {**report, "dropped_head": dropped}
 
 
+Model = AIM
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = AIM(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = AIM(len(class_names), inp["frames"], inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

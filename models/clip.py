@@ -54,6 +54,11 @@ from torch.utils.checkpoint import checkpoint
 # OpenAI CLIP's image normalisation (clip/clip.py _transform), in 0-1 units; x255 for uint8 input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# The model files take uint8 clips: CLIP's normalisation in 0-255 units, and ImageNet's (X-CLIP's data
+# pipeline, which ViFi-CLIP's is, normalises with it).
+CLIP_MEAN_255, CLIP_STD_255 = tuple(255 * m for m in CLIP_MEAN), tuple(255 * s for s in CLIP_STD)
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 
 # The architecture of the released ViT-B/16 (arguments of CLIP below), for building it without weights.
 VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
@@ -405,11 +410,3 @@ class CLIP(nn.Module):
         return logits_per_image, logits_per_image.t()
 
 
-
-def clip_arguments(m: dict, image_size: int) -> dict:
-    """CLIP(...) arguments from a recipe's model section (OpenAI's names, ViT-B/16 by default)."""
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=image_size, vision_layers=m.get("vision_layers", 12),
-                vision_width=m.get("vision_width", 768), vision_patch_size=m.get("vision_patch_size", 16),
-                context_length=m.get("context_length", 77), vocab_size=m.get("vocab_size", 49408),
-                transformer_width=m.get("transformer_width", 512), transformer_heads=m.get("transformer_heads", 8),
-                transformer_layers=m.get("transformer_layers", 12), vision_heads=m.get("vision_heads"))

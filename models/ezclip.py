@@ -58,13 +58,14 @@ Deviations from the published code (none changes a parameter name or shape):
 """
 import math
 from functools import partial
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.class_texts import ClassTexts, text_settings
-from models.clip import CLIP, ResidualAttentionBlock
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, ResidualAttentionBlock
 from models.weights import fit_pos_embed, fit_time_embed, load_checked, log_to_stderr, read_pretrained_state, short_list
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
@@ -142,40 +143,40 @@ def motion_loss(frames: torch.Tensor) -> torch.Tensor:
 
 
 class EZCLIP(CLIP):
-    """CLIP with EZ-CLIP's prompts and Adapters; the state dict is EZ-CLIP's (see module docstring)."""
+    """CLIP with EZ-CLIP's prompts and Adapters; the state dict is EZ-CLIP's (see module docstring). The
+    arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        width, layers = m.get("width", 768), m.get("layers", 12)
-        text_layers = m.get("text_layers", 12)
-        frames = int(inp["frames"])
-        drop = float(m.get("drop_path", 0.0))
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = CLIP_MEAN_255, std: Sequence[float] = CLIP_STD_255,
+                 templates: Sequence[str] = ("{}",), descriptions: dict = None, *, embed_dim: int = 512,
+                 width: int = 768, layers: int = 12, heads: Optional[int] = None, patch_size: int = 16,
+                 text_width: int = 512, text_layers: int = 12, text_heads: int = 8, context_length: int = 77,
+                 vocab_size: int = 49408, prompts: bool = True, prompt_dropout: float = 0.1, adapter_ratio: float = 0.25,
+                 drop_path: float = 0.0, train_text_adapters: bool = True, motion_loss: float = 1.0,
+                 logit_scale: float = 100.0, grad_checkpointing: bool = False):
+        drop = float(drop_path)
         rates = [drop * i / max(text_layers - 1, 1) for i in range(text_layers)]
-        ratio = float(m.get("adapter_ratio", 0.25))
         super().__init__(
-            m.get("embed_dim", 512), inp["size"], layers, width, m.get("patch_size", 16), m.get("context_length", 77),
-            m.get("vocab_size", 49408), m.get("text_width", 512), m.get("text_heads", 8), text_layers,
-            vision_heads=m.get("heads") or max(width // 64, 1), drop_path=drop,
-            grad_checkpointing=m.get("grad_checkpointing", False),
-            vision_block=partial(PromptedBlock, adapter_ratio=ratio),
-            text_block=partial(AdaptedTextBlock, adapter_ratio=ratio, rates=rates))
+            embed_dim, size, layers, width, patch_size, context_length, vocab_size, text_width, text_heads, text_layers,
+            vision_heads=heads or max(width // 64, 1), drop_path=drop, grad_checkpointing=grad_checkpointing,
+            vision_block=partial(PromptedBlock, adapter_ratio=adapter_ratio),
+            text_block=partial(AdaptedTextBlock, adapter_ratio=adapter_ratio, rates=rates))
         self.frames = frames
         self.visual.temporal_embedding = nn.Parameter(torch.zeros(1, frames, width))
-        if m.get("prompts", True):
+        if prompts:
             # EZ-CLIP's uniform init bound (its code fixes the patch area at 16 x 16)
-            bound = math.sqrt(6.0 / (3 * m.get("patch_size", 16) ** 2 + width))
+            bound = math.sqrt(6.0 / (3 * patch_size ** 2 + width))
             self.visual.transformer.T_prompt_embeddings = nn.Parameter(torch.empty(layers, frames, width))
             nn.init.uniform_(self.visual.transformer.T_prompt_embeddings, -bound, bound)
-        self.prompt_dropout = nn.Dropout(float(m.get("prompt_dropout", 0.1)))
-        self.scale = float(m.get("logit_scale", 100.0))
-        self.motion_weight = float(m.get("motion_loss", 1.0))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        train_text = m.get("train_text_adapters", True)
+        self.prompt_dropout = nn.Dropout(float(prompt_dropout))
+        self.scale = float(logit_scale)
+        self.motion_weight = float(motion_loss)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         for name, p in self.named_parameters():
             trainable = "prompt" in name or "Adapter" in name
-            p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
-        self.texts = ClassTexts(**text_settings(cfg))
+            p.requires_grad_(trainable and (train_text_adapters or name.startswith("visual.")))
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text side ----------------------------------------------------------------------------
@@ -241,7 +242,11 @@ class EZCLIP(CLIP):
         return load_checked(self, state, source, name="ezclip", allow_missing=allow, log=log)
 
 
+Model = EZCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = EZCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = EZCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -43,6 +43,7 @@ model.bgr true to evaluate it.
 The original code is CC BY-NC 4.0; nothing of it is used here beyond parameter names and shapes.
 """
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import DropPath, init_linear_and_norm, resize_pos_embed, without_key_bias
+from models.video_common import PYSLOWFAST_MEAN, PYSLOWFAST_STD
 from models.weights import (cache_dir, download, drop_other_head, extract_state_dict, fit_pos_embed, load_checked,
                             log_to_stderr, no_weights, read_checkpoint)
 
@@ -194,20 +196,22 @@ class VisionTransformer(nn.Module):
 
 
 class TimeSformer(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits; normalisation with the recipe's mean/std inside. The
+    arguments after `*` are the recipe's model section (TimeSformer ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = PYSLOWFAST_MEAN, std: Sequence[float] = PYSLOWFAST_STD, *,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, patch_size: int = 16,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.1, drop: float = 0.0,
+                 attn_drop: float = 0.0, dropout: float = 0.0, bgr: bool = False, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
         self.model = VisionTransformer(
-            img_size=inp["size"], patch_size=m.get("patch_size", 16), num_classes=num_classes,
-            embed_dim=m.get("embed_dim", 768), depth=m.get("depth", 12), num_heads=m.get("num_heads", 12),
-            mlp_ratio=m.get("mlp_ratio", 4.0), qkv_bias=m.get("qkv_bias", True), drop_rate=m.get("drop", 0.0),
-            attn_drop_rate=m.get("attn_drop", 0.0), drop_path_rate=m.get("drop_path", 0.1), num_frames=inp["frames"],
-            dropout=m.get("dropout", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
-        self.bgr = bool(m.get("bgr", False))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+            img_size=size, patch_size=patch_size, num_classes=num_classes, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop, attn_drop_rate=attn_drop,
+            drop_path_rate=drop_path, num_frames=frames, dropout=dropout, grad_checkpointing=grad_checkpointing)
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[2] != 3:
@@ -291,7 +295,11 @@ def load_into(model: TimeSformer, state: dict, source: str, log=log_to_stderr) -
     return load_checked(model, state, source, name="timesformer", allow_missing=allow_missing, log=log)
 
 
+Model = TimeSformer
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = TimeSformer(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = TimeSformer(len(class_names), inp["frames"], inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

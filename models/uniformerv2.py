@@ -62,7 +62,7 @@ Pretrained (recipe key `pretrained`):
 """
 from collections import OrderedDict
 from functools import partial
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,7 @@ from torch.utils.checkpoint import checkpoint
 from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
                          resize_pos_embed)
 from models.weights import drop_other_head, fit_pos_embed, load_checked, load_clip_visual_state, log_to_stderr
-from models.video_common import checkpointed
+from models.video_common import PYSLOWFAST_MEAN, PYSLOWFAST_STD, checkpointed
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -287,23 +287,27 @@ def inflate_center(weight_2d: torch.Tensor, time: int) -> torch.Tensor:
 
 
 class UniFormerV2(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside.
+    The arguments after `*` are the recipe's model section (the original's options, lower-cased;
+    UniFormerV2-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, size: int = 224, mean: Sequence[float] = PYSLOWFAST_MEAN,
+                 std: Sequence[float] = PYSLOWFAST_STD, *, width: int = 768, layers: int = 12,
+                 heads: Optional[int] = None, patch_size: int = 16, temporal_downsample: bool = False,
+                 kernel_size: int = 3, no_lmhra: bool = False, double_lmhra: bool = True, dw_reduction: float = 1.5,
+                 return_list: Sequence[int] = (8, 9, 10, 11), n_head: Optional[int] = None, mlp_factor: float = 4.0,
+                 backbone_drop_path: float = 0.0, drop_path: float = 0.0,
+                 mlp_dropout: Union[float, Sequence[float]] = 0.5, cls_dropout: float = 0.5,
+                 grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        width = m.get("width", 768)
-        heads = m.get("heads") or max(width // 64, 1)
-        lmhra = 0 if m.get("no_lmhra", False) else (2 if m.get("double_lmhra", True) else 1)
         self.backbone = UniFormerV2Backbone(
-            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), heads, num_classes,
-            temporal_downsample=m.get("temporal_downsample", False), kernel_size=m.get("kernel_size", 3),
-            return_list=m.get("return_list", [8, 9, 10, 11]), lmhra=lmhra, dw_reduction=m.get("dw_reduction", 1.5),
-            backbone_drop_path=m.get("backbone_drop_path", 0.0), n_head=m.get("n_head"),
-            mlp_factor=m.get("mlp_factor", 4.0), drop_path=m.get("drop_path", 0.0), mlp_dropout=m.get("mlp_dropout", 0.5),
-            cls_dropout=m.get("cls_dropout", 0.5), grad_checkpointing=m.get("grad_checkpointing", False))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+            size, patch_size, width, layers, heads or max(width // 64, 1), num_classes,
+            temporal_downsample=temporal_downsample, kernel_size=kernel_size, return_list=return_list,
+            lmhra=0 if no_lmhra else (2 if double_lmhra else 1), dw_reduction=dw_reduction,
+            backbone_drop_path=backbone_drop_path, n_head=n_head, mlp_factor=mlp_factor, drop_path=drop_path,
+            mlp_dropout=mlp_dropout, cls_dropout=cls_dropout, grad_checkpointing=grad_checkpointing)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[2] != 3:
@@ -367,7 +371,11 @@ def from_mmaction2(state: dict) -> dict:
     return out
 
 
+Model = UniFormerV2
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = UniFormerV2(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = UniFormerV2(len(class_names), inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -20,6 +20,10 @@ from torch.utils.checkpoint import checkpoint
 
 from models.weights import drop_other_head, extract_state_dict, load_checked, log_to_stderr, no_weights, read_checkpoint
 
+# PySlowFast's DATA.MEAN / DATA.STD (0.45 / 0.225) in 0-255 units: the normalisation of its models
+# trained from scratch, and of UniFormerV2's and TimeSformer's recipes.
+PYSLOWFAST_MEAN, PYSLOWFAST_STD = (114.75,) * 3, (57.375,) * 3
+
 
 class VideoInput(nn.Module):
     """uint8 clip [B, T, 3, H, W] (RGB 0-255) -> float [B, 3, T, H, W] normalised with mean/std (0-255).

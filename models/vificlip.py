@@ -33,13 +33,14 @@ Deviations from the published code: batch-first SDPA attention (the core's); fp3
 with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentations (ViFi-CLIP's data
 pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
 """
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.class_texts import ClassTexts, text_settings
-from models.clip import CLIP, clip_arguments
+from models.clip import CLIP, IMAGENET_MEAN, IMAGENET_STD
 from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, load_clip_state_dict,
                             log_to_stderr, no_weights, read_pretrained, short_list)
 
@@ -65,15 +66,23 @@ def vifi_to_clip_names(state: dict) -> tuple:
 
 
 class ViFiCLIP(CLIP):
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        super().__init__(**clip_arguments(m, inp["size"]), drop_path=m.get("drop_path", 0.0),
-                         grad_checkpointing=m.get("grad_checkpointing", False))
-        self.token_embedding.weight.requires_grad_(bool(m.get("train_token_embedding", False)))
-        self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.texts = ClassTexts(**text_settings(cfg))
+    """ViFi-CLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, templates: Sequence[str] = ("a photo of a {}.",),
+                 descriptions: dict = None, *, embed_dim: int = 512, vision_width: int = 768, vision_layers: int = 12,
+                 vision_patch_size: int = 16, vision_heads: Optional[int] = None, context_length: int = 77,
+                 vocab_size: int = 49408, transformer_width: int = 512, transformer_heads: int = 8,
+                 transformer_layers: int = 12, drop_path: float = 0.0, train_token_embedding: bool = False,
+                 token_embedding_from: str = "ViT-B/16", grad_checkpointing: bool = False):
+        super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.token_embedding.weight.requires_grad_(train_token_embedding)
+        self.token_embedding_from = token_embedding_from
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -147,7 +156,11 @@ class ViFiCLIP(CLIP):
         return clip_state["token_embedding.weight"]
 
 
+Model = ViFiCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = ViFiCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = ViFiCLIP(class_names, inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -10,30 +10,32 @@ every CLIP-based video model of the benchmark starts from, without their tempora
 `visual.*` keys of OpenAI's ViT-B-16.pt and `pretrained: ViT-B/16` loads them by name (the text
 tower's tensors are ignored). Recipe: models/vit.yaml.
 """
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from models.clip import VisionTransformer
+from models.clip import CLIP_MEAN_255, CLIP_STD_255, VisionTransformer
 from models.weights import fit_pos_embed, load_checked, load_clip_visual_state, log_to_stderr
 
 
 class CLIPFrameAverage(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
+    """The arguments after `*` are the recipe's model section (CLIP's ViT-B/16 image tower by default)."""
+
+    def __init__(self, num_classes: int = 400, size: int = 224, mean: Sequence[float] = CLIP_MEAN_255,
+                 std: Sequence[float] = CLIP_STD_255, *, width: int = 768, layers: int = 12, heads: Optional[int] = None,
+                 patch_size: int = 16, output_dim: int = 512, drop_path: float = 0.0, dropout: float = 0.0,
+                 head_lr_mult: float = 1.0, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        width = m.get("width", 768)
-        self.visual = VisionTransformer(
-            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
-            m.get("output_dim", 512), drop_path=m.get("drop_path", 0.0),
-            grad_checkpointing=m.get("grad_checkpointing", False))
-        self.dropout = nn.Dropout(m.get("dropout", 0.0))
-        self.head = nn.Linear(m.get("output_dim", 512), num_classes)
+        self.visual = VisionTransformer(size, patch_size, width, layers, heads or max(width // 64, 1), output_dim,
+                                        drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(output_dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
-        self.head_lr_mult = float(m.get("head_lr_mult", 1.0))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.head_lr_mult = float(head_lr_mult)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[2] != 3:
@@ -60,7 +62,11 @@ class CLIPFrameAverage(nn.Module):
         return load_checked(self.visual, visual, source, name="vit.visual", log=log)
 
 
+Model = CLIPFrameAverage
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = CLIPFrameAverage(cfg, len(class_names))
-    model.load_clip_weights(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = CLIPFrameAverage(len(class_names), inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_clip_weights(cfg["pretrained"])
     return model

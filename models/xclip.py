@@ -41,13 +41,15 @@ position); the mit positional embedding is resampled when a clip has another fra
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
 
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.class_texts import ClassTexts, text_settings
-from models.clip import (CLIP, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-                         clip_arguments, init_linear_and_norm, resample_frames)
+from models.clip import (CLIP, IMAGENET_MEAN, IMAGENET_STD, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
+                         Transformer, init_linear_and_norm, resample_frames)
 from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, fit_time_embed, load_checked,
                             log_to_stderr, read_pretrained, short_list)
 
@@ -177,26 +179,32 @@ class VideoSpecificPrompt(nn.Module):
 
 
 class XCLIP(CLIP):
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        args = clip_arguments(m, inp["size"])
-        super().__init__(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False),
-                         vision_block=CrossFrameBlock)
-        embed_dim, vision_width = args["embed_dim"], args["vision_width"]
-        self.frames = inp["frames"]
-        self.prompts_generator = VideoSpecificPrompt(m.get("prompts_layers", 2), embed_dim, m.get("prompts_alpha", 0.1))
-        self.mit = MultiframeIntegration(self.frames, embed_dim, m.get("mit_layers", 1))
+    """X-CLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, templates: Sequence[str] = ("{}",), descriptions: dict = None, *,
+                 embed_dim: int = 512, vision_width: int = 768, vision_layers: int = 12, vision_patch_size: int = 16,
+                 vision_heads: Optional[int] = None, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8, transformer_layers: int = 12,
+                 mit_layers: int = 1, prompts_layers: int = 2, prompts_alpha: float = 0.1, drop_path: float = 0.0,
+                 fix_text: bool = True, new_lr_mult: float = 10.0, grad_checkpointing: bool = False):
+        super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing, vision_block=CrossFrameBlock)
+        self.frames = frames
+        self.prompts_generator = VideoSpecificPrompt(prompts_layers, embed_dim, prompts_alpha)
+        self.mit = MultiframeIntegration(frames, embed_dim, mit_layers)
         self.prompts_visual_ln = LayerNorm(vision_width)
         self.prompts_visual_proj = nn.Parameter(torch.randn(vision_width, embed_dim))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.new_lr_mult = float(m.get("new_lr_mult", 10.0))
-        self.fix_text = bool(m.get("fix_text", True))
-        if self.fix_text:
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.new_lr_mult = float(new_lr_mult)
+        self.fix_text = fix_text
+        if fix_text:
             for name, p in self.named_parameters():
                 if not any(key in name for key in ("visual.", "mit.", "prompts")):
                     p.requires_grad_(False)
-        self.texts = ClassTexts(**text_settings(cfg))
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -264,7 +272,11 @@ class XCLIP(CLIP):
                          f"visual.conv1.weight; first keys: {short_list(state)})")
 
 
+Model = XCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = XCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = XCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

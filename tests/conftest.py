@@ -109,6 +109,15 @@ def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
     return cfg
 
 
+def build_unloaded(cfg: dict, classes):
+    """The model of `cfg` as its build_model makes it, without loading `pretrained`; `classes`: the
+    class names, or a count for a classifier."""
+    from models import build_model
+
+    names = [f"class {i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    return build_model({**cfg, "pretrained": "none"}, names)
+
+
 def random_clips(batch=2, frames=4, size=32, seed=0) -> torch.Tensor:
     """A uint8 clip batch [batch, frames, 3, size, size] of random pixels."""
     g = torch.Generator().manual_seed(seed)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
-                      record_text_batches, tiny_cfg, train_args, write_descriptions)
+from conftest import (build_unloaded, check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet,
+                      random_clips, record_text_batches, tiny_cfg, train_args, write_descriptions)
 import evaluate
 import train
 from models import build_model, load_recipe
@@ -25,7 +25,7 @@ def tiny(**model):
 
 def tiny_model(seed=0, **model):
     torch.manual_seed(seed)
-    return ezclip.EZCLIP(tiny(**model), NAMES)
+    return build_unloaded(tiny(**model), NAMES)
 
 
 def release_container(keys: dict, float32_keys=(), t=None):
@@ -86,7 +86,7 @@ def test_mismatched_checkpoints_are_refused_in_one_line(release, tmp_path):
 
 
 def test_a_release_of_another_frame_count_is_resampled_along_time(tmp_path):
-    src = ezclip.EZCLIP(tiny() | {"input": {**tiny()["input"], "frames": 8}}, NAMES)
+    src = build_unloaded(tiny() | {"input": {**tiny()["input"], "frames": 8}}, NAMES)
     perturb(src)
     with torch.no_grad():  # a ramp along time: linear resampling keeps it a ramp
         src.visual.temporal_embedding.copy_(torch.arange(8.0).view(1, 8, 1).expand(1, 8, 64))
@@ -217,7 +217,7 @@ def test_only_prompts_and_adapters_receive_gradients():
         else:
             assert not p.requires_grad and p.grad is None, name
     assert model.visual.transformer.resblocks[1].drop_path.p == 0.0  # the tiny recipe switches it off
-    assert [b.drop_path.p for b in ezclip.EZCLIP(tiny(drop_path=0.1), NAMES).transformer.resblocks] == [0.0, 0.1]
+    assert [b.drop_path.p for b in build_unloaded(tiny(drop_path=0.1), NAMES).transformer.resblocks] == [0.0, 0.1]
 
 
 def test_class_texts_are_cached_only_when_no_gradient_can_reach_them(tmp_path):
@@ -249,15 +249,15 @@ def test_descriptions_replace_the_class_names(tmp_path):
     path.write_text("name,description\nfalling,An object drops.\nrising,\"It goes\n up.\"\norbiting,It circles.\n")
     cfg = tiny()
     cfg["text"]["descriptions"] = {"coarse": str(path), "fine": None}
-    model = ezclip.EZCLIP(cfg, NAMES)
+    model = build_unloaded(cfg, NAMES)
     assert torch.equal(model.texts.tokens, tk.tokenize(["An object drops.", "It goes up.", "It circles."]))
     cfg["task"] = "fine"  # no file for the fine task: the templates
     cfg["text"]["templates"] = ["a video of {}.", "{}"]
-    model = ezclip.EZCLIP(cfg, NAMES)
+    model = build_unloaded(cfg, NAMES)
     assert model.texts.counts == [2, 2, 2] and model.class_features().shape == (3, 32)
     cfg["text"]["descriptions"] = str(path)  # one file for every task
     with pytest.raises(SystemExit, match="no description for 1 classes"):
-        ezclip.EZCLIP(cfg, NAMES + ["teleporting"])
+        build_unloaded(cfg, NAMES + ["teleporting"])
 
 
 def test_recipe():

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
-                      tiny_cfg, train_args)
+from conftest import (build_unloaded, check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet,
+                      random_clips, tiny_cfg, train_args)
 import evaluate
 import train
 from models import load_recipe
@@ -40,7 +40,7 @@ def full_size():
     cfg = load_recipe("froster", "k400ta")
     cfg["pretrained"], cfg["model"]["teacher"] = "none", "none"
     with torch.device("meta"):
-        return froster.FROSTER(cfg, NAMES)
+        return build_unloaded(cfg, NAMES)
 
 
 def meta_container(keys: dict) -> dict:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg, tiny_vision_clip
+from conftest import build_unloaded, checkpoint_keys, one_line_error, quiet, tiny_cfg, tiny_vision_clip
 from models import build_model, load_recipe
 from models import clip as mc
 
@@ -65,7 +65,7 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     cfg["pretrained"] = str(tmp_path / "clip.pt")
     import models.vit as vit
 
-    model = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    model = build_unloaded(cfg, len(CLASSES))
     report = model.load_clip_weights(cfg["pretrained"], log=logs.append)
     assert report["missing"] == [] and report["unexpected"] == []
     for k, v in src.visual.state_dict().items():
@@ -73,12 +73,12 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     assert any("text-tower tensors" in m for m in logs)
     # an image tower alone (no `visual.` prefix) loads the same
     torch.save(src.visual.state_dict(), tmp_path / "visual.pt")
-    tower_only = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    tower_only = build_unloaded(cfg, len(CLASSES))
     assert tower_only.load_clip_weights(str(tmp_path / "visual.pt"), log=quiet)["missing"] == []
     assert all(torch.equal(tower_only.visual.state_dict()[k], v) for k, v in src.visual.state_dict().items())
     # another input size: positional_embedding is resampled (4x4 -> 6x6 grid), the rest is unchanged
     cfg["input"]["size"] = 48
-    model48 = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    model48 = build_unloaded(cfg, len(CLASSES))
     model48.load_clip_weights(cfg["pretrained"], log=logs.append)
     assert model48.visual.positional_embedding.shape == (37, 64)
     assert torch.equal(model48.visual.positional_embedding[0], src.visual.positional_embedding[0])

@@ -1,0 +1,101 @@
+"""The contract of models/__init__.py: model arguments are the keyword-only constructor arguments of each
+file's `Model`, checked (keys and types) wherever a `model:` section comes from, completed with the
+signature's defaults; recipes fold per-task settings into `datasets: <ds>/<task>:`."""
+import inspect
+
+import pytest
+import torch
+
+from conftest import one_line_error
+
+import models
+from models import apply_override, build_model, list_models, load_recipe, model_class, parse_override
+
+
+def keyword_arguments(model: type) -> list:
+    return [p.name for p in inspect.signature(model.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_recipe_holds_constructor_arguments_completed_with_their_defaults(name):
+    for dataset in (None, "synta", "k400ta", "ssv2ta"):
+        for tiny in (False, True):
+            cfg = load_recipe(name, dataset, tiny=tiny)
+            assert list(cfg["model"]) == keyword_arguments(model_class(cfg)), (name, dataset, tiny)
+
+
+def test_model_keys_are_checked_in_set_overrides():
+    cfg = load_recipe("xclip", "synta", tiny=True)
+    with pytest.raises(SystemExit) as e:
+        apply_override(cfg, *parse_override("model.mit_layer=4"))  # the typo of mit_layers
+    assert "mit_layers" in one_line_error(e, "model.mit_layer", "unknown key")
+    for text, words in (("model.mit_layers=abc", ("model.mit_layers", "must be an integer", "'abc'")),
+                        ("model.mit_layers=2.5", ("model.mit_layers", "must be an integer")),
+                        ("model.fix_text=1", ("model.fix_text", "true or false")),
+                        ("model.prompts_alpha=[0.1]", ("model.prompts_alpha", "a number")),
+                        ("model.vision_heads=four", ("model.vision_heads", "an integer or null"))):
+        with pytest.raises(SystemExit) as e:
+            apply_override(cfg, *parse_override(text))
+        one_line_error(e, *words)
+    for text, value in (("model.mit_layers=2", 2), ("model.prompts_alpha=1", 1), ("model.vision_heads=null", None)):
+        apply_override(cfg, *parse_override(text))
+        assert cfg["model"][text.split("=")[0].split(".")[1]] == value
+    cfg = load_recipe("uniformerv2", "synta", tiny=True)
+    with pytest.raises(SystemExit) as e:
+        apply_override(cfg, *parse_override("model.return_list=3"))
+    one_line_error(e, "model.return_list", "a list")
+
+
+def test_model_keys_are_checked_in_every_section_of_a_recipe_file(tmp_path, monkeypatch):
+    original = (models.MODEL_DIR / "xclip.yaml").read_text()
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path)
+    cases = (("\nmodel:\n", "\nmodel:\n  mit_layer: 1\n", "models/xclip.yaml model.mit_layer"),
+             ("\ndatasets:\n", "\ndatasets:\n  ssv2ta/fine:\n    model: {mit_layer: 2}\n", "datasets.ssv2ta/fine.model.mit_layer"),
+             ("\ntiny:\n  model: {", "\ntiny:\n  model: {prompt_layers: 1, ", "tiny.model.prompt_layers"),
+             ("\npretrained:", "\n  prompts_alpha: strong\npretrained:", "model.prompts_alpha must be a number"))
+    for old, new, words in cases:
+        assert old in original, old
+        (tmp_path / "xclip.yaml").write_text(original.replace(old, new, 1))
+        with pytest.raises(SystemExit) as e:
+            load_recipe("xclip", "synta")  # every section is checked, whichever dataset is asked for
+        one_line_error(e, words)
+    (tmp_path / "xclip.yaml").write_text("datasets:\n  synta:\n    tasks:\n      fine: {train: {epochs: 3}}\n")  # the old form
+    with pytest.raises(SystemExit) as e:
+        load_recipe("xclip", "k400ta")
+    one_line_error(e, "datasets.synta.tasks", "synta/fine")
+
+
+def test_per_task_settings_are_a_dataset_slash_task_section():
+    assert load_recipe("ezclip", "synta", task="fine")["train"]["epochs"] == 151
+    assert load_recipe("ezclip", "synta", task="coarse")["train"]["epochs"] == 81
+    assert load_recipe("ezclip", "synta")["train"]["lr"] == load_recipe("ezclip", "synta", task="fine")["train"]["lr"] == 1e-3
+    assert load_recipe("ezclip", "k400ta", task="fine")["train"]["epochs"] == 71
+
+
+def test_configs_of_older_checkpoints_build_or_are_refused_in_one_line():
+    """A checkpoint's cfg["model"] as the older code stored it: the recipe's keys only. Missing keys take
+    the signature's defaults (the values the older code used); a key it ignored is refused."""
+    cfg = load_recipe("xclip", "synta", tiny=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, ["a", "b"]).eval()
+    old = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k not in ("prompts_alpha", "new_lr_mult", "fix_text")}}
+    torch.manual_seed(0)
+    rebuilt = build_model(old, ["a", "b"]).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    clips = torch.randint(0, 256, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(clips), model(clips))
+    assert rebuilt.new_lr_mult == 10.0 and rebuilt.fix_text is True
+    stale = {**cfg, "model": {**cfg["model"], "mit_layer": 4}}  # `--set model.mit_layer=4` was accepted before
+    with pytest.raises(SystemExit) as e:
+        build_model(stale, ["a", "b"])
+    assert "mit_layers" in one_line_error(e, "model.mit_layer is not an argument of XCLIP", "valid keys")
+
+
+def test_a_model_file_without_Model_is_named(tmp_path, monkeypatch):
+    import models.xclip
+
+    monkeypatch.delattr(models.xclip, "Model")
+    with pytest.raises(SystemExit) as e:
+        load_recipe("xclip", "synta")
+    one_line_error(e, "xclip.py defines no `Model`")
