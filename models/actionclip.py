@@ -94,7 +94,7 @@ class ActionCLIP(nn.Module):
         super().__init__()
         if template_sampling not in ("sample", "batch"):
             raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {template_sampling!r}")
-        self.frames = frames
+        self.frames, self.num_features = frames, embed_dim
         self.clip = CLIP(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
                          transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
                          drop_path=drop_path, grad_checkpointing=grad_checkpointing)
@@ -113,49 +113,59 @@ class ActionCLIP(nn.Module):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def encode_prompts(self, which: torch.Tensor) -> torch.Tensor:
-        """L2-normalised text features of templates `which` [U] for every class -> [U, K, D] (fp32)."""
-        classes = len(self.texts.names)
-        tokens = self.texts.tokens.view(classes, -1, self.texts.tokens.shape[-1])  # [K, P, 77]
+    def encode_prompts(self, which: torch.Tensor, names=None) -> torch.Tensor:
+        """L2-normalised text features of templates `which` [U] for every class of `names` (default: the
+        label space) -> [U, K, D] (fp32)."""
+        space = self.texts.space(names)
+        tokens = space.tokens.view(len(space.names), -1, space.tokens.shape[-1])  # [K, P, 77]
         tokens = tokens[:, which.cpu()].transpose(0, 1).to(self.clip.positional_embedding.device)
         feats = self.clip.encode_text(tokens.flatten(0, 1)).float()
-        return F.normalize(feats, dim=-1).view(len(which), classes, -1)
+        return F.normalize(feats, dim=-1).view(len(which), len(space.names), -1)
 
-    def template_features(self) -> torch.Tensor:
-        """[P, K, D] features of every template (evaluation), cached."""
-        return self.texts.cached(self.clip, lambda space: self.encode_prompts(torch.arange(space.counts[0])))
+    def template_features(self, names=None) -> torch.Tensor:
+        """[P, K, D] features of every template (evaluation), cached per label space."""
+        return self.texts.cached(self.clip, lambda space: self.encode_prompts(torch.arange(space.counts[0]), space.names),
+                                 names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
-        return self.adapter(self.clip.visual(x).view(b, t, -1))
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> the adapter's video feature [B, D] (no context: (z, None))."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        z = self.adapter(self.clip.visual(x).view(b, t, -1))
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.encode_video(video).float(), dim=-1)
-        if self.training:
-            return self.train_logits(v)
-        return self.test_scores(v)
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """Scores of the classes `names` [B, K]: one random template per clip in training
+        (train_logits), the log of the template-averaged probabilities in evaluation (test_scores)."""
+        v = F.normalize(z.float(), dim=-1)
+        return self.train_logits(v, names) if self.training else self.test_scores(v, names)
 
-    def train_logits(self, v: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+    def train_logits(self, v: torch.Tensor, names=None) -> torch.Tensor:
         """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
-        n = self.texts.counts[0]  # prompts per class: the templates, or 1 description
+        n = self.texts.space(names).counts[0]  # prompts per class: the templates, or 1 description
         if self.template_sampling == "sample":
             drawn = torch.randint(n, (v.shape[0],))
         else:
             drawn = torch.randint(n, (1,)).expand(v.shape[0])
         used, which = drawn.unique(return_inverse=True)
-        text = self.encode_prompts(used)[which.to(v.device)]  # [B, K, D]
+        text = self.encode_prompts(used, names)[which.to(v.device)]  # [B, K, D]
         with torch.autocast(v.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
             return self.clip.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, text)
 
-    def test_scores(self, v: torch.Tensor) -> torch.Tensor:
+    def test_scores(self, v: torch.Tensor, names=None) -> torch.Tensor:
         """log of the class probabilities averaged over the templates [B, K]."""
         scale = self.test_logit_scale if self.test_logit_scale is not None else self.clip.logit_scale.exp()
-        text = self.template_features()
+        text = self.template_features(names)
         with torch.autocast(v.device.type, enabled=False):  # fp32: bf16 would blur the scores
             probs = (scale * torch.einsum("bd,pkd->bpk", v, text)).softmax(dim=-1).mean(dim=1)
             return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()

@@ -138,7 +138,7 @@ class AIMVisionTransformer(VisionTransformer):
 
 
 class ClsHead(nn.Module):
-    """mmaction2's I3DHead on [B, D, T, 1, 1] features: average over T, dropout, fc_cls."""
+    """mmaction2's I3DHead after its average pooling over T: dropout, fc_cls."""
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, init_std: float = 0.01):
         super().__init__()
@@ -147,9 +147,9 @@ class ClsHead(nn.Module):
         nn.init.normal_(self.fc_cls.weight, std=init_std)
         nn.init.zeros_(self.fc_cls.bias)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats [B, T, D] -> logits [B, classes]."""
-        return self.fc_cls(self.dropout(feats.mean(1)))
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """pooled features [B, D] -> logits [B, classes]."""
+        return self.fc_cls(self.dropout(z))
 
 
 class AIM(nn.Module):
@@ -165,6 +165,7 @@ class AIM(nn.Module):
         block = partial(AIMBlock, scale=adapter_scale, num_tadapter=num_tadapter, ratio=adapter_ratio)
         self.backbone = AIMVisionTransformer(size, patch_size, width, layers, heads or max(width // 64, 1), frames,
                                              drop_path=drop_path, block=block, grad_checkpointing=grad_checkpointing)
+        self.num_features = width
         self.cls_head = ClsHead(width, num_classes, dropout, head_init_std)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
@@ -189,16 +190,23 @@ class AIM(nn.Module):
         for name, p in self.named_parameters():
             p.requires_grad_(any(key in name for key in TRAINED))
 
-    def features(self, video: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 [B, T, 3, H, W] -> per-frame features ln_post(class token) [B, T, D]."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = (video.to(self.mean.dtype) - self.mean) / self.std
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = (clips.to(self.mean.dtype) - self.mean) / self.std
         return self.backbone(x.flatten(0, 1), frames=t).view(b, t, -1)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return self.cls_head(self.features(video))
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """The frame features averaged over T [B, D] (I3DHead's average pooling)."""
+        return self.frame_features(clips).mean(1)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.cls_head(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         """The original's paramwise custom_keys with decay_mult 0: class_embedding, positional_embedding

@@ -161,7 +161,7 @@ class EZCLIP(CLIP):
             vision_heads=heads or max(width // 64, 1), drop_path=drop, grad_checkpointing=grad_checkpointing,
             vision_block=partial(PromptedBlock, adapter_ratio=adapter_ratio),
             text_block=partial(AdaptedTextBlock, adapter_ratio=adapter_ratio, rates=rates))
-        self.frames = frames
+        self.frames, self.num_features = frames, embed_dim
         self.visual.temporal_embedding = nn.Parameter(torch.zeros(1, frames, width))
         if prompts:
             # EZ-CLIP's uniform init bound (its code fixes the patch area at 16 x 16)
@@ -185,9 +185,10 @@ class EZCLIP(CLIP):
         """Switch the label space (fine base-to-novel: the other set's classes)."""
         self.texts.set_names(names)
 
-    def class_features(self) -> torch.Tensor:
-        """Normalised class-text features [K, D] (fp32), cached while no gradient can reach them."""
-        return self.texts.features(self)
+    def class_features(self, names=None) -> torch.Tensor:
+        """Normalised text features of the classes `names` (default: the label space) [K, D] (fp32),
+        cached while no gradient can reach them."""
+        return self.texts.features(self, names=names)
 
     # -- image side ---------------------------------------------------------------------------
 
@@ -208,15 +209,23 @@ class EZCLIP(CLIP):
         x = self.visual.transformer(x, frames=t, prompts=prompts)
         return self.visual.pool(x).unflatten(0, (b, t))
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 clip batch -> L2-normalised video features [B, D] (fp32)."""
-        return F.normalize(self.encode_frames(video).float().mean(1), dim=-1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 clip batch -> the mean of its frame features [B, D] (fp32; no context: (z, None))."""
+        z = self.encode_frames(clips).float().mean(1)
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor):
-        frames = self.encode_frames(video)
-        text = self.class_features()
-        with torch.autocast(video.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
-            logits = self.scale * F.normalize(frames.float().mean(1), dim=-1) @ text.float().t()
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """100 * cos(z, text feature) for the classes `names` [B, K]."""
+        text = self.class_features(names)
+        with torch.autocast(z.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
+            return self.scale * F.normalize(z.float(), dim=-1) @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor):
+        frames = self.encode_frames(clips)
+        logits = self.forward_head(frames.float().mean(1))
         if self.training and self.motion_weight:
             return {"logits": logits, "aux_loss": self.motion_weight * motion_loss(frames)}
         return logits

@@ -139,6 +139,7 @@ class FROSTER(nn.Module):
         self.model = CLIP(**dims, vision_block=ExpandedViewBlock, drop_path=drop_path,
                           grad_checkpointing=grad_checkpointing)
         self.raw_model = CLIP(**dims)
+        self.num_features = embed_dim
         self.projector_v = ResidualProjector(embed_dim)
         self.projector_t = ResidualProjector(embed_dim)
         self.teacher_spec = teacher
@@ -173,9 +174,9 @@ class FROSTER(nn.Module):
         """Switch the label space (fine base-to-novel: the other set's classes)."""
         self.texts.set_names(names)
 
-    def class_features(self) -> torch.Tensor:
-        """The student's unit-length class-text features [K, D]."""
-        return self.texts.features(self.model)
+    def class_features(self, names=None) -> torch.Tensor:
+        """The student's unit-length text features of the classes `names` (default: the label space) [K, D]."""
+        return self.texts.features(self.model, names=names)
 
     def teacher_class_features(self) -> torch.Tensor:
         return self.texts.features(self.raw_model, cache=self.teacher_text_cache)
@@ -195,18 +196,33 @@ class FROSTER(nn.Module):
         """uint8 clip batch -> mean over frames of unit-length frame features [B, D] (fp32, not renormalised)."""
         return self._video(self._frames(video), *video.shape[:2], teacher=teacher)
 
-    def forward(self, video: torch.Tensor):
-        b, t = video.shape[:2]
-        x = self._frames(video)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """The student's encode_video [B, D] (no context: (z, None))."""
+        z = self.encode_video(clips)
+        return (z, None) if return_context else z
+
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """exp(logit_scale) * z @ text features of the classes `names` [B, K]."""
+        return self.logits(z, self.class_features(names))
+
+    def logits(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):  # logits and distances in fp32, not bf16
+            return self.model.logit_scale.exp().float() * z.float() @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor):
+        b, t = clips.shape[:2]
+        x = self._frames(clips)
         v = self._video(x, b, t)
-        text = self.class_features()
-        with torch.autocast(video.device.type, enabled=False):  # logits and distances in fp32, not bf16
-            logits = self.model.logit_scale.exp().float() * v @ text.float().t()
+        text = self.class_features()  # once: the logits and the text distillation term share it
+        logits = self.logits(v, text)
         if not self.training:
             return logits
         with torch.no_grad():
             u = F.normalize(self._video(x, b, t, teacher=True), dim=-1)
-        with torch.autocast(video.device.type, enabled=False):
+        with torch.autocast(clips.device.type, enabled=False):
             loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
             if self.train_text:
                 loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())

@@ -359,6 +359,7 @@ class MViT(nn.Module):
                 embed_dim = dim_out
             out_dim = embed_dim
         self.norm = nn.LayerNorm(out_dim, eps=1e-6)
+        self.num_features = out_dim
         self.head = TransformerHead(out_dim, num_classes, dropout)
         self._init_weights(head_init_scale)
 
@@ -398,22 +399,29 @@ class MViT(nn.Module):
                 x = x + self.pos_embed
         return x
 
-    def forward(self, video):
-        x = self.tokens(video)
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> the normalised class token, or the token average [B, num_features]."""
+        x = self.tokens(clips)
         if self.reversible:
             x = self.rev_backbone(x)
             if self.use_mean_pooling:
-                return self.head(self.norm(two_stream_fuse(x, self.fuse_mode).mean(1)))
-            return self.head(two_stream_fuse(self.norm(x), self.fuse_mode).mean(1))
+                return self.norm(two_stream_fuse(x, self.fuse_mode).mean(1))
+            return two_stream_fuse(self.norm(x), self.fuse_mode).mean(1)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
         if self.use_mean_pooling:
-            return self.head(self.norm(x[:, int(self.has_cls):].mean(1)))
+            return self.norm(x[:, int(self.has_cls):].mean(1))
         x = self.norm(x)
-        return self.head(x[:, 0] if self.has_cls else x.mean(1))
+        return x[:, 0] if self.has_cls else x.mean(1)
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         """MVIT.ZERO_DECAY_POS_CLS (False in both study configs: only 1-D parameters skip decay)."""

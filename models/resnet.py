@@ -145,16 +145,20 @@ def bottleneck_stage(dim_in, dim_out, dim_inner, num_blocks, stride, temporal_ke
 
 
 class BasicHead(nn.Module):
-    """ResNetBasicHead: global average pool per pathway, concatenate, dropout, linear `projection`."""
+    """ResNetBasicHead: global average pool per pathway and concatenate (features), then dropout and
+    the linear `projection` (forward)."""
 
     def __init__(self, dims_in, num_classes, dropout=0.5):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(sum(dims_in), num_classes)
 
-    def forward(self, xs):
-        x = torch.cat([x.mean(dim=(2, 3, 4)) for x in xs], dim=1)
-        return self.projection(self.dropout(x))
+    @staticmethod
+    def features(xs):
+        return torch.cat([x.mean(dim=(2, 3, 4)) for x in xs], dim=1)
+
+    def forward(self, z):
+        return self.projection(self.dropout(z))
 
 
 class ResNet(nn.Module):
@@ -183,17 +187,24 @@ class ResNet(nn.Module):
             if s == 0:
                 t = POOL1[arch]
                 self.pathway0_pool = nn.MaxPool3d((t, 1, 1), stride=(t, 1, 1)) if t > 1 else nn.Identity()
+        self.num_features = dims[-1]
         self.head = BasicHead([dims[-1]], num_classes, dropout)
         init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
         if channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, video):
-        x = [self.input(video)]
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> res5 averaged over time and space [B, 2048]."""
+        x = [self.input(clips)]
         x = self.s2(self.s1(x))
         x = [self.pathway0_pool(x[0])]
-        x = self.s5(self.s4(self.s3(x)))
-        return self.head(x)
+        return self.head.features(self.s5(self.s4(self.s3(x))))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)

@@ -81,6 +81,7 @@ class SlowFast(nn.Module):
             self.add_module(f"s{s + 2}", ResStage([slow, fast], grad_checkpointing))
             if s < 3:
                 self.add_module(f"s{s + 2}_fuse", FuseFastToSlow(dims[s + 1] // beta_inv, ratio, fusion_kernel, alpha))
+        self.num_features = dims[-1] + dims[-1] // beta_inv
         self.head = BasicHead([dims[-1], dims[-1] // beta_inv], num_classes, dropout)
         init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
         if channels_last:
@@ -94,13 +95,20 @@ class SlowFast(nn.Module):
         index = torch.linspace(0, t - 1, t // self.alpha, device=x.device).long()
         return [x.index_select(2, index), x]
 
-    def forward(self, video):
-        x = self.pathways(self.input(video))
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> both pathways' res5 averaged and concatenated [B, 2048 + 256]."""
+        x = self.pathways(self.input(clips))
         x = self.s1_fuse(self.s1(x))
         x = self.s2_fuse(self.s2(x))
         x = self.s3_fuse(self.s3(x))
         x = self.s4_fuse(self.s4(x))
-        return self.head(self.s5(x))
+        return self.head.features(self.s5(x))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)

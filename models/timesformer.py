@@ -191,8 +191,11 @@ class VisionTransformer(nn.Module):
             x = checkpoint(blk, x, t, use_reentrant=False) if recompute else blk(x, t)
         return self.norm(x)[:, 0]
 
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(z))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.forward_features(x)))
+        return self.forward_head(self.forward_features(x))
 
 
 class TimeSformer(nn.Module):
@@ -209,16 +212,22 @@ class TimeSformer(nn.Module):
             img_size=size, patch_size=patch_size, num_classes=num_classes, embed_dim=embed_dim, depth=depth,
             num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop, attn_drop_rate=attn_drop,
             drop_path_rate=drop_path, num_frames=frames, dropout=dropout, grad_checkpointing=grad_checkpointing)
-        self.bgr = bgr
+        self.bgr, self.num_features = bgr, embed_dim
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        x = video.flip(2) if self.bgr else video
-        x = (x.to(self.mean.dtype) - self.mean) / self.std
-        return self.model(x)
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> the class token after the last norm [B, D]."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        x = clips.flip(2) if self.bgr else clips
+        return self.model.forward_features((x.to(self.mean.dtype) - self.mean) / self.std)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         return {"model.pos_embed", "model.cls_token", "model.time_embed"}

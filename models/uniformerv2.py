@@ -190,7 +190,8 @@ class GlobalUniBlock(nn.Module):
 class UniTransformer(Transformer):
     """The core Transformer of LocalUniBlocks plus the global path: after each layer of return_list,
     DPE + a GlobalUniBlock on the query; then the CLS/query fusion and the classifier `proj`.
-    forward(x [N*T, 1 + h*w, D], frames=T, grid=(h, w)) -> logits [N, num_classes]."""
+    forward(x [N*T, 1 + h*w, D], frames=T, grid=(h, w)) -> the fused features [N, D] (the classifier
+    `proj` is applied by the caller)."""
 
     def __init__(self, width: int, layers: int, heads: int, num_classes: int, *, return_list, lmhra: int = 0,
                  dw_reduction: float = 1.5, backbone_drop_path: float = 0.0, n_head: Optional[int] = None, mlp_factor: float = 4.0,
@@ -237,12 +238,12 @@ class UniTransformer(Transformer):
                 j += 1
         weight = torch.sigmoid(self.balance)
         residual = x[:, 0].reshape(n, frames, d).mean(1)
-        return self.proj((1 - weight) * query[:, 0] + weight * residual)
+        return (1 - weight) * query[:, 0] + weight * residual
 
 
 class UniFormerV2Backbone(nn.Module):
     """The official `VisionTransformer` of uniformerv2_model.py: forward(frames [N, T, 3, H, W],
-    normalised) -> logits."""
+    normalised) -> the fused features before the classifier `transformer.proj`."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, num_classes: int,
                  *, temporal_downsample: bool = False, kernel_size: int = 3, **transformer):
@@ -306,13 +307,21 @@ class UniFormerV2(nn.Module):
             lmhra=0 if no_lmhra else (2 if double_lmhra else 1), dw_reduction=dw_reduction,
             backbone_drop_path=backbone_drop_path, n_head=n_head, mlp_factor=mlp_factor, drop_path=drop_path,
             mlp_dropout=mlp_dropout, cls_dropout=cls_dropout, grad_checkpointing=grad_checkpointing)
+        self.num_features = width
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        return self.backbone((video.to(self.mean.dtype) - self.mean) / self.std)
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> the fusion of the global query and the class tokens [B, D]."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        return self.backbone((clips.to(self.mean.dtype) - self.mean) / self.std)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.backbone.transformer.proj(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         """None beyond the harness's 1-D rule: the original decays positional_embedding,

@@ -78,6 +78,7 @@ class ViFiCLIP(CLIP):
         super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
                          transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
                          drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.num_features = embed_dim
         self.token_embedding.weight.requires_grad_(train_token_embedding)
         self.token_embedding_from = token_embedding_from
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
@@ -91,26 +92,34 @@ class ViFiCLIP(CLIP):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def class_text_features(self) -> torch.Tensor:
-        """L2-normalised text features of the current classes [K, D] (fp32): with a graph while
-        training, from the cache otherwise."""
-        return self.texts.features(self)
+    def class_features(self, names=None) -> torch.Tensor:
+        """L2-normalised text features of the classes `names` (default: the label space) [K, D] (fp32):
+        with a graph while training, from the cache otherwise."""
+        return self.texts.features(self, names=names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, D]."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
-        return self.visual(x).view(b, t, -1).mean(dim=1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, D] (no context: (z, None))."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        z = self.visual(x).view(b, t, -1).mean(dim=1)
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.encode_video(video).float(), dim=-1)
-        text = self.class_text_features()
-        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """logit_scale.exp() * cos(z, text feature) for the classes `names` [B, K]."""
+        v = F.normalize(z.float(), dim=-1)
+        text = self.class_features(names)
+        with torch.autocast(z.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
             return self.logit_scale.exp() * v @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         return {"visual.positional_embedding", "visual.class_embedding", "positional_embedding"}

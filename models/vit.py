@@ -29,6 +29,7 @@ class CLIPFrameAverage(nn.Module):
         super().__init__()
         self.visual = VisionTransformer(size, patch_size, width, layers, heads or max(width // 64, 1), output_dim,
                                         drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.num_features = output_dim
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(output_dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -37,13 +38,19 @@ class CLIPFrameAverage(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = (video.to(self.mean.dtype) - self.mean) / self.std
-        feats = self.visual(x.flatten(0, 1)).view(b, t, -1).mean(1)
-        return self.head(self.dropout(feats))
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, output_dim]."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = (clips.to(self.mean.dtype) - self.mean) / self.std
+        return self.visual(x.flatten(0, 1)).view(b, t, -1).mean(1)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(z))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         return {"visual.class_embedding", "visual.positional_embedding"}

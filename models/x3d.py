@@ -95,13 +95,16 @@ class X3DHead(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(dim_out, num_classes)
 
-    def forward(self, xs):
+    def features(self, xs):
+        """res5 -> conv_5, BN, ReLU, global average pool, lin_5, ReLU -> [B, dim_out]."""
         x = self.conv_5_relu(self.conv_5_bn(self.conv_5(xs[0])))
         x = self.lin_5(x.mean(dim=(2, 3, 4), keepdim=True))
         if hasattr(self, "lin_5_bn"):
             x = self.lin_5_bn(x)
-        x = self.lin_5_relu(x).flatten(1)
-        return self.projection(self.dropout(x))
+        return self.lin_5_relu(x).flatten(1)
+
+    def forward(self, z):
+        return self.projection(self.dropout(z))
 
 
 class X3D(nn.Module):
@@ -135,15 +138,22 @@ class X3D(nn.Module):
                       for i in range(n)]
             self.add_module(f"s{s + 2}", ResStage([blocks], grad_checkpointing))
             dim_in = dim_out
+        self.num_features = dim_c5
         self.head = X3DHead(dim_out, dim_inner, dim_c5, num_classes, dropout, bn_lin5)
         init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
         if channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, video):
-        x = self.s1([self.input(video)])
-        x = self.s5(self.s4(self.s3(self.s2(x))))
-        return self.head(x)
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> the head's lin_5 features [B, dim_c5]."""
+        x = self.s1([self.input(clips)])
+        return self.head.features(self.s5(self.s4(self.s3(self.s2(x)))))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)

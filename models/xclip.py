@@ -191,7 +191,7 @@ class XCLIP(CLIP):
         super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
                          transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
                          drop_path=drop_path, grad_checkpointing=grad_checkpointing, vision_block=CrossFrameBlock)
-        self.frames = frames
+        self.frames, self.num_features = frames, embed_dim
         self.prompts_generator = VideoSpecificPrompt(prompts_layers, embed_dim, prompts_alpha)
         self.mit = MultiframeIntegration(frames, embed_dim, mit_layers)
         self.prompts_visual_ln = LayerNorm(vision_width)
@@ -213,32 +213,46 @@ class XCLIP(CLIP):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def class_text_features(self) -> torch.Tensor:
-        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts;
-        cached unless the text tower trains (fix_text false)."""
-        return self.texts.features(self, normalize=False)
+    def class_features(self, names=None) -> torch.Tensor:
+        """Unnormalised text features of the classes `names` (default: the label space) [K, D] (fp32),
+        averaged over prompts; cached unless the text tower trains (fix_text false)."""
+        return self.texts.features(self, normalize=False, names=names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor):
-        """uint8 [B, T, 3, H, W] -> (video features [B, D] from mit, prompt tokens [B, N, D])."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> video features z [B, D] from mit; with return_context, (z, context):
+        the context is what the video-specific prompts read, the patch tokens [B, N, D] (ln,
+        @ prompts_visual_proj, mean over T)."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
         cls, tokens = self.visual(x, return_tokens=True, frames=t)
+        z = self.mit(cls.view(b, t, -1))
+        if not return_context:
+            return z
         tokens = self.prompts_visual_ln(tokens) @ self.prompts_visual_proj.to(tokens.dtype)
-        tokens = tokens.view(b, t, tokens.shape[1], -1).mean(dim=1)
-        return self.mit(cls.view(b, t, -1)), tokens
+        return z, tokens.view(b, t, tokens.shape[1], -1).mean(dim=1)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        video_features, tokens = self.encode_video(video)
-        text = self.class_text_features().unsqueeze(0).expand(video.shape[0], -1, -1)
-        text = text + self.prompts_generator(text, tokens)
-        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
-            v = F.normalize(video_features.float(), dim=-1)
+    def class_logits(self, z: torch.Tensor, names, context: torch.Tensor = None) -> torch.Tensor:
+        """logit_scale.exp() * cos(z, text feature + its video-specific prompt) for the classes `names`
+        [B, K]. The prompts come from the video's context (forward_features(clips, return_context=True))."""
+        if context is None:
+            raise ValueError("X-CLIP's class texts depend on the video: pass the context of "
+                             "forward_features(clips, return_context=True)")
+        text = self.class_features(names).unsqueeze(0).expand(z.shape[0], -1, -1)
+        text = text + self.prompts_generator(text, context)
+        with torch.autocast(z.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            v = F.normalize(z.float(), dim=-1)
             txt = F.normalize(text.float(), dim=-1)
             return self.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, txt)
+
+    def forward_head(self, z: torch.Tensor, context: torch.Tensor = None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names, context)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(*self.forward_features(clips, return_context=True))
 
     # -- optimizer hooks ----------------------------------------------------------------------
 

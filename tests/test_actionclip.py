@@ -117,7 +117,7 @@ def test_training_logits_use_one_random_template_per_clip():
     model = tiny("actionclip", CLASSES).train()
     video = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
-        v = F.normalize(model.encode_video(video), dim=-1)
+        v = F.normalize(model.forward_features(video), dim=-1)
         per_template = torch.stack([
             model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(tk.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
             for t in ma.TEMPLATES])  # [P, B, K]

@@ -180,7 +180,7 @@ def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypat
             with torch.no_grad():
                 frames = ((x.float() - model.mean) / model.std).flatten(0, 1)
                 expected = clip_features(clip.visual, frames).view(2, 4, -1)
-                torch.testing.assert_close(model.features(x), expected, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(model.frame_features(x), expected, atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(model(x), model.cls_head.fc_cls(expected.mean(1)), atol=1e-5, rtol=1e-5)
     assert any("proj of CLIP ViT-B/16 is not used" in m for m in messages)
     # off the zero init the temporal adapter mixes frames: frame 3's feature now depends on frame 0
@@ -190,7 +190,7 @@ def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypat
     y = x.clone()
     y[:, 0] = 255 - y[:, 0]
     with torch.no_grad():
-        assert (model.features(x)[:, 3] - model.features(y)[:, 3]).abs().max() > 1e-3
+        assert (model.frame_features(x)[:, 3] - model.frame_features(y)[:, 3]).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,3 +99,69 @@ def test_a_model_file_without_Model_is_named(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         load_recipe("xclip", "synta")
     one_line_error(e, "xclip.py defines no `Model`")
+
+
+# ---------------------------------------------------------------------------------------------
+# forward_features / forward_head / class_logits: what a wrapper (e.g. the disentanglement study's) needs
+
+
+def tiny_model(name, classes):
+    cfg = load_recipe(name, "synta", tiny=True)
+    cfg["pretrained"] = "none"
+    if "teacher" in cfg["model"]:
+        cfg["model"]["teacher"] = "none"
+    torch.manual_seed(0)
+    model = build_model(cfg, classes)
+    inp = cfg["input"]
+    clips = torch.randint(0, 256, (2, inp["frames"], 3, inp["size"], inp["size"]), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    return model, clips
+
+
+def logits_of(out):
+    return out["logits"] if isinstance(out, dict) else out
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_is_forward_head_of_forward_features(name):
+    classes = ["punching bag", "punching person", "falling down"]
+    model, clips = tiny_model(name, classes)
+    text_model = hasattr(model, "class_logits")
+    for training in (False, True):  # in training with the same random draws (dropout, stochastic depth, templates)
+        model.train(training)
+        torch.manual_seed(3)
+        expected = logits_of(model(clips))
+        torch.manual_seed(3)
+        z, context = model.forward_features(clips, return_context=True) if text_model else (model.forward_features(clips), None)
+        assert z.shape == (2, model.num_features) and expected.shape == (2, 3)
+        got = model.forward_head(z, context) if text_model else model.forward_head(z)
+        assert torch.equal(got, expected), (name, training)
+    if text_model:  # the model's own class names scored through class_logits give forward's logits
+        model.eval()
+        with torch.no_grad():
+            z, context = model.forward_features(clips, return_context=True)
+            assert torch.equal(model.class_logits(z, classes, context), model(clips))
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n in ("actionclip", "ezclip", "froster", "vificlip", "xclip")])
+def test_text_models_score_any_label_space_and_cache_each(name):
+    coarse, fine = ["punching", "falling"], ["punching bag", "punching person", "falling down"]
+    model, clips = tiny_model(name, fine)
+    model.eval()
+    text_tower = model.clip if name == "actionclip" else model.model if name == "froster" else model
+    calls, encode = [], text_tower.encode_text
+    text_tower.encode_text = lambda tokens: calls.append(len(tokens)) or encode(tokens)
+    with torch.no_grad():
+        z, context = model.forward_features(clips, return_context=True)
+        scores = {tuple(names): model.class_logits(z, names, context) for names in (coarse, fine, coarse)}
+        n = len(calls)
+        for names in (coarse, fine, coarse, fine):  # both label spaces stay cached
+            assert torch.equal(model.class_logits(z, names, context), scores[tuple(names)])
+        assert len(calls) == n == 2
+        other, _ = tiny_model(name, coarse)  # the same weights built on the coarse names
+        other.eval()
+        assert torch.equal(other(clips), scores[tuple(coarse)])
+        assert model.texts.names == fine and torch.equal(model(clips), scores[tuple(fine)])
+    if name == "xclip":
+        with pytest.raises(ValueError, match="return_context=True"):
+            model.class_logits(z, coarse)

@@ -185,7 +185,7 @@ def test_forward_is_cosine_of_video_and_prompted_text():
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         logits = model(video)
-        feats, tokens = model.encode_video(video)
+        feats, tokens = model.forward_features(video, return_context=True)
         raw = model.encode_text(tk.tokenize(CLASSES))  # template "{}", unnormalised into the generator
         text = raw.unsqueeze(0).expand(2, -1, -1)
         text = text + model.prompts_generator(text, tokens)
