@@ -116,5 +116,7 @@ def test_recipe():
         assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == pytest.approx(1e-5)
         assert cfg["train"]["epochs"] == epochs and cfg["train"]["batch_size"] == 32
         assert cfg["train"]["warmup_epochs"] > 0 and cfg["train"]["weight_decay"] == pytest.approx(0.05)
-    assert load_recipe("vit", "ssv2ta")["input"]["flip"] is False
+    from data.loader import flip_allowed
+
+    assert not flip_allowed("ssv2ta", "coarse")  # SSv2-TA's left/right classes: the loader's one rule, not the recipe
     assert load_recipe("vit", "synta", tiny=True)["pretrained"] == "none"
