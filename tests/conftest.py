@@ -1,5 +1,7 @@
-"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared reference
-folder, tiny recipes and CLIP weights, and the checks of the harness's one-line errors."""
+"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared folder of
+official files, the released checkpoints' key layouts (tests/data), tiny recipes and CLIP weights, and
+the checks of the harness's one-line errors."""
+import gzip
 import json
 import os
 import zlib
@@ -93,11 +95,8 @@ def one_line_error(excinfo, *words) -> str:
 
 
 def checkpoint_keys(name: str) -> dict:
-    """../shared/reference/checkpoint_keys/<name>.json, a release's key layout; skips when absent."""
-    path = SHARED / "reference" / "checkpoint_keys" / f"{name}.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+    """A released checkpoint's key layout (names, shapes, parameter counts; tests/data/README.md)."""
+    return json.loads(gzip.decompress((REPO / "tests" / "data" / "checkpoint_keys.json.gz").read_bytes()))[name]
 
 
 def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:

@@ -1,8 +1,8 @@
-"""models/clip.py: OpenAI CLIP's architecture, tokenizer and weight loading.
+"""models/clip.py, tokenizer.py, class_texts.py and weights.py: OpenAI CLIP's architecture, tokenizer,
+class texts and weight loading.
 
 The oracle is OpenAI's own implementation as packaged on PyPI (clip-anytorch, import name `clip`);
-its tests skip when it is not installed. ../shared/reference/checkpoint_keys holds the released
-key layout; those tests skip when ../shared is absent."""
+its tests skip when it is not installed. The released key layout is tests/data/checkpoint_keys.json.gz."""
 import hashlib
 import importlib.util
 import io
