@@ -42,8 +42,8 @@ losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in b
 Weights: `pretrained` is OpenAI CLIP (a name such as ViT-B/16 or a file; prompts, Adapters and
 temporal_embedding keep their initialisation) or an EZ-CLIP release: the file as published,
 {'epoch', 'model_state_dict' (fp16 tensors, no prefix), 'optimizer_state_dict'}, loaded by name
-and cast to fp32; its 400 keys are exactly this module's state dict (checked against
-checkpoint_keys/ezclip_b16_8f.json). The frame count is baked into temporal_embedding [1, T, 768]
+and cast to fp32; its 400 keys are exactly this module's state dict (tested against the
+release's layout). The frame count is baked into temporal_embedding [1, T, 768]
 and T_prompt_embeddings [12, T, 768]; a release of another T is resampled linearly along T.
 
 Deviations from the published code (none changes a parameter name or shape):

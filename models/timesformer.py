@@ -37,8 +37,9 @@ Pretrained (recipe key `pretrained`):
     time_embed / pos_embed are resampled to this model's frames / size, and a head of another
     class count is dropped;
   * 'none'.
-The released SSv2 checkpoint was most likely trained on BGR frames (implementations.md §7.4): set
-model.bgr true to evaluate it.
+The released SSv2 checkpoint was most likely trained on BGR frames (inferred: TimeSformer's SSv2 loader
+decodes frames with cv2, and the REVERSE_INPUT_CHANNEL swap of its config sits in pack_pathway_output,
+which the ViT architecture skips): set model.bgr true to evaluate it.
 
 The original code is CC BY-NC 4.0; nothing of it is used here beyond parameter names and shapes.
 """

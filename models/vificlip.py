@@ -45,7 +45,7 @@ from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_
                             log_to_stderr, no_weights, read_pretrained, short_list)
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
-# its loaders, rebuilt from the class names (implementations.md §3.3).
+# its loaders (utils/tools.py load_checkpoint in github.com/muzairkhattak/ViFi-CLIP), rebuilt from the class names.
 RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.token_prefix", "prompt_learner.token_suffix")
 
 

@@ -1,6 +1,6 @@
 """ViT: the CLIP ViT-B/16 image tower applied to every frame, frame features averaged, a linear head.
 
-A baseline outside the paper's 13 models (benchmark.md §8): the frame-averaged image model that
+A baseline outside the paper's 13 models: the frame-averaged image model that
 every CLIP-based video model of the benchmark starts from, without their temporal modules or text.
 
     video uint8 [B, T, 3, H, W] -> CLIP normalisation -> visual (per frame: ln_post(class token) @ proj)

@@ -22,8 +22,8 @@ the default) every parameter outside visual.*, mit.* and prompts* is frozen (the
 and logit_scale) and the text features are computed once per label space and cached; the cache
 follows set_class_names and any change of the text weights (models.clip.ClassTexts).
 
-Parameter names are the release's exactly (`ckpt['model']`, no prefix; ../shared/reference/
-checkpoint_keys/xclip_b16_{8,16,32}f.json), so the model's own state dict is the released layout.
+Parameter names are the release's exactly (`ckpt['model']`, no prefix; tested against the layouts
+of the 8, 16 and 32-frame releases), so the model's own state dict is the released layout.
 Pretrained (recipe key `pretrained`):
   * a CLIP name or file (ViT-B/16, /path/to/ViT-B-16.pt): the CLIP tensors load by name, message_*,
     mit.* and prompts* keep their initialisation (as X-CLIP's own start from CLIP);

@@ -94,9 +94,9 @@ def one_line_error(excinfo, *words) -> str:
     return msg
 
 
-def checkpoint_keys(name: str) -> dict:
+def release_layout(name: str) -> dict:
     """A released checkpoint's key layout (names, shapes, parameter counts; tests/data/README.md)."""
-    return json.loads(gzip.decompress((REPO / "tests" / "data" / "checkpoint_keys.json.gz").read_bytes()))[name]
+    return json.loads(gzip.decompress((REPO / "tests" / "data" / "release_layouts.json.gz").read_bytes()))[name]
 
 
 def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:

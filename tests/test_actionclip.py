@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import one_line_error, quiet, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, tiny, tiny_clip
 
 from models import build_model
@@ -27,7 +27,7 @@ def original_release(clip_state: dict, adapter_state: dict, rows: int = 77) -> d
 
 
 def test_full_size_state_dict_is_the_port_and_both_releases_load():
-    ref = checkpoint_keys("actionclip_b16_8f")
+    ref = release_layout("actionclip_b16_8f")
     model = full_size_on_meta("actionclip", frames=8)
     want = {f"clip.{k}": s for k, s in ref["keys"].items()}
     want.update({f"adapter.{k[len('module.'):]}": s for k, s in ref["fusion_model_state_dict_keys"].items()})

@@ -2,7 +2,7 @@
 class texts and weight loading.
 
 The oracle is OpenAI's own implementation as packaged on PyPI (clip-anytorch, import name `clip`);
-its tests skip when it is not installed. The released key layout is tests/data/checkpoint_keys.json.gz."""
+its tests skip when it is not installed. The released key layout is tests/data/release_layouts.json.gz."""
 import hashlib
 import importlib.util
 import io
@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import checkpoint_keys, one_line_error, quiet
+from conftest import one_line_error, quiet, release_layout
 from models import clip as mc
 from models import tokenizer as tk
 from models import class_texts as ct
@@ -75,7 +75,7 @@ def oracle():
 
 
 def release_keys():
-    return checkpoint_keys("openai_clip_vit_b16")
+    return release_layout("openai_clip_vit_b16")
 
 
 def shapes(module_or_state) -> dict:

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (build_unloaded, check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet,
-                      random_clips, record_text_batches, tiny_cfg, train_args, write_descriptions)
+from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
+                      record_text_batches, release_layout, tiny_cfg, train_args, write_descriptions)
 import evaluate
 import train
 from models import build_model, load_recipe
@@ -43,7 +43,7 @@ def release_container(keys: dict, float32_keys=(), t=None):
 
 @pytest.fixture(scope="module")
 def release():
-    return checkpoint_keys("ezclip_b16_8f")
+    return release_layout("ezclip_b16_8f")
 
 
 def full_size():

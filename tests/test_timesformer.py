@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build_unloaded, checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import build_unloaded, one_line_error, quiet, release_layout, tiny_cfg
 from models import build_model, load_recipe
 import models.timesformer as tsf
 from models.weights import extract_state_dict
@@ -29,7 +29,7 @@ def tiny_model(num_classes=5, seed=0, **kw) -> tsf.TimeSformer:
 
 
 def release():
-    return checkpoint_keys("timesformer_divst_b16_8f_k400")
+    return release_layout("timesformer_divst_b16_8f_k400")
 
 
 def randomise(model):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from conftest import one_line_error, quiet, record_text_batches, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
@@ -31,7 +31,7 @@ def as_release(state: dict) -> dict:
 
 
 def test_full_size_state_dict_is_openai_clip_and_the_release_maps_onto_it():
-    clip_ref, vifi_ref = checkpoint_keys("openai_clip_vit_b16"), checkpoint_keys("vificlip_b16")
+    clip_ref, vifi_ref = release_layout("openai_clip_vit_b16"), release_layout("vificlip_b16")
     model = full_size_on_meta("vificlip")
     own = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert own == {k: v for k, v in clip_ref["keys"].items() if k not in weights.JIT_EXTRAS}

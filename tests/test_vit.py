@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import build_unloaded, checkpoint_keys, one_line_error, quiet, tiny_cfg, tiny_vision_clip
+from conftest import build_unloaded, one_line_error, quiet, release_layout, tiny_cfg, tiny_vision_clip
 from models import build_model, load_recipe
 from models import clip as mc
 
@@ -15,7 +15,7 @@ def tiny(**model):
 
 
 def test_full_size_has_the_released_visual_keys():
-    release = checkpoint_keys("openai_clip_vit_b16")["keys"]
+    release = release_layout("openai_clip_vit_b16")["keys"]
     cfg = load_recipe("vit", "k400ta")
     cfg["pretrained"] = "none"
     with torch.device("meta"):

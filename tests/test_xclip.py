@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from conftest import one_line_error, quiet, record_text_batches, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
@@ -15,7 +15,7 @@ CLASSES = ["punching bag", "punching person", "falling down"]
 
 
 def test_full_size_state_dict_is_the_release():
-    ref = checkpoint_keys("xclip_b16_8f")
+    ref = release_layout("xclip_b16_8f")
     model = full_size_on_meta("xclip", frames=8)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["keys"]
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
@@ -26,7 +26,7 @@ def test_full_size_state_dict_is_the_release():
 
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_release_containers_of_each_frame_count_load_into_an_8_frame_model(frames):
-    ref = checkpoint_keys(f"xclip_b16_{frames}f")
+    ref = release_layout(f"xclip_b16_{frames}f")
     model = full_size_on_meta("xclip", frames=8)
     logs = []
     report = model.load_state_from({"model": meta_state(ref["keys"]), "epoch": 29, "lr_scheduler": {}},
