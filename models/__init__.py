@@ -258,11 +258,11 @@ def apply_override(cfg: dict, keys: list, value) -> None:
         if not isinstance(node.get(k), dict):
             raise SystemExit(f"error: --set {'.'.join(keys)}: '{'.'.join(keys[:i + 1])}' is not a section of the recipe")
         node = node[k]
+    if node is cfg.get("model"):
+        check_model_arguments(model_class(cfg), {keys[-1]: value}, "--set ")
     if keys[-1] not in node:
         known = ", ".join(sorted(node))
         raise SystemExit(f"error: --set {'.'.join(keys)}: unknown key '{keys[-1]}' (known: {known})")
-    if keys[0] == "model":
-        check_model_arguments(model_class(cfg), {keys[-1]: value}, "--set ")
     node[keys[-1]] = value
 
 

@@ -28,7 +28,7 @@ def test_model_keys_are_checked_in_set_overrides():
     cfg = load_recipe("xclip", "synta", tiny=True)
     with pytest.raises(SystemExit) as e:
         apply_override(cfg, *parse_override("model.mit_layer=4"))  # the typo of mit_layers
-    assert "mit_layers" in one_line_error(e, "model.mit_layer", "unknown key")
+    assert "mit_layers" in one_line_error(e, "--set model.mit_layer is not an argument of XCLIP", "valid keys")
     for text, words in (("model.mit_layers=abc", ("model.mit_layers", "must be an integer", "'abc'")),
                         ("model.mit_layers=2.5", ("model.mit_layers", "must be an integer")),
                         ("model.fix_text=1", ("model.fix_text", "true or false")),
