@@ -40,7 +40,6 @@ depth drops per frame (the original's timm drop_path on [L, B*T, D] tensors drop
 position); the mit positional embedding is resampled when a clip has another frame count than the
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
-
 from typing import Optional, Sequence
 
 import torch

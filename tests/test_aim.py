@@ -17,7 +17,6 @@ from conftest import (build_unloaded, one_line_error, quiet, random_clips, save_
                       train_and_evaluate_both_sets)
 import train
 from models import build_model, load_recipe
-from models import clip as mc
 from models import weights
 import models.aim as aim
 

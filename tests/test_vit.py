@@ -63,8 +63,6 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     logs = []
     cfg = tiny()
     cfg["pretrained"] = str(tmp_path / "clip.pt")
-    import models.vit as vit
-
     model = build_unloaded(cfg, len(CLASSES))
     report = model.load_clip_weights(cfg["pretrained"], log=logs.append)
     assert report["missing"] == [] and report["unexpected"] == []
