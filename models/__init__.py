@@ -156,8 +156,10 @@ def load_recipe(name: str, dataset: str = None, tiny: bool = False, task: str = 
             raise SystemExit(f"error: models/{name}.yaml {where}tasks: per-task settings go under `datasets: <ds>/<task>:` "
                              f"(e.g. synta/fine)")
         check_model_arguments(model, (section or {}).get("model") or {}, f"models/{name}.yaml {where}")
-    for key in (dataset, f"{dataset}/{task}" if dataset and task else None):
-        cfg = merge(cfg, per_dataset.get(key) or {}) if key else cfg
+    if dataset:
+        cfg = merge(cfg, per_dataset.get(dataset))
+        if task:
+            cfg = merge(cfg, per_dataset.get(f"{dataset}/{task}"))
     if tiny:
         cfg = merge(cfg, tiny_section)
     cfg["model"] = model_arguments(cfg)
@@ -241,7 +243,11 @@ def model_arguments(cfg: dict) -> dict:
     model = model_class(cfg)
     section = cfg.get("model") or {}
     check_model_arguments(model, section)
-    return {k: section[k] if k in section else _plain(p.default) for k, p in signature_arguments(model).items()}
+    params = signature_arguments(model)
+    required = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in section]
+    if required:
+        raise SystemExit(f"error: model.{required[0]} has no default in {model.__name__}; the recipe's model: section must set it")
+    return {k: section[k] if k in section else _plain(p.default) for k, p in params.items()}
 
 
 def parse_override(text: str):

@@ -2,8 +2,9 @@
 
 After "FROSTER: Frozen CLIP is a Strong Teacher for Open-Vocabulary Action Recognition" (Huang et
 al., ICLR 2024). The authors' code (Visual-AI/FROSTER) is CC BY-NC-SA: nothing here comes from it
-but the module names and tensor shapes of its released checkpoints. The temporal attention follows Open-VCLIP (wengzejia1/Open-VCLIP), the
-codebase FROSTER forks. Written on the shared CLIP core (models/clip.py). Recipe: models/froster.yaml.
+but the module names and tensor shapes of its released checkpoints. The temporal attention follows
+Open-VCLIP (wengzejia1/Open-VCLIP), the codebase FROSTER forks. Written on the shared CLIP core
+(models/clip.py). Recipe: models/froster.yaml.
 
     student `model`: CLIP ViT-B/16 whose image blocks use Open-VCLIP's `expand_temporal_view`
     attention; all of it fine-tuned (both towers).

@@ -87,9 +87,18 @@ def test_configs_of_older_checkpoints_build_or_are_refused_in_one_line():
     assert "mit_layers" in one_line_error(e, "model.mit_layer is not an argument of XCLIP", "valid keys")
 
 
-def test_a_model_file_without_Model_is_named(tmp_path, monkeypatch):
+def test_a_model_file_without_Model_or_a_required_argument_is_named(monkeypatch):
     import models.xclip
 
+    class NeedsDepth(torch.nn.Module):
+        def __init__(self, num_classes: int = 2, *, depth: int, width: int = 8):
+            super().__init__()
+
+    monkeypatch.setattr(models.xclip, "Model", NeedsDepth)
+    with pytest.raises(SystemExit) as e:
+        models.model_arguments({"model_name": "xclip", "model": {"width": 4}})
+    one_line_error(e, "model.depth has no default in NeedsDepth", "must set it")
+    assert models.model_arguments({"model_name": "xclip", "model": {"depth": 2}}) == {"depth": 2, "width": 8}
     monkeypatch.delattr(models.xclip, "Model")
     with pytest.raises(SystemExit) as e:
         load_recipe("xclip", "synta")
