@@ -14,7 +14,7 @@
   * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
     at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
     templates. forward returns the log of these averaged probabilities, so the softmax the harness
-    applies gives exactly them. The text features are cached per label space (models.clip.ClassTexts,
+    applies gives exactly them. The text features are cached per label space (models.class_texts.ClassTexts,
     recomputed after set_class_names or any change of the text weights).
 
 The published training losses are not used: the original's KL loss between video-text similarities

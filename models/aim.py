@@ -46,7 +46,7 @@ Differences from the official code, none of which changes a name or a shape:
   * temporal_embedding is resampled (linear) when the input has another frame count than built for,
     and positional_embedding (bicubic) for another input size.
 
-Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through models.clip, the
+Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through models.weights, the
 `visual.*` tensors without proj) or a CLIP file; a released AIM checkpoint by path (mmaction2
 {'state_dict': {'backbone.*', 'cls_head.*'}}, or a plain state dict with those keys): a head of
 another class count is dropped with a message and temporal_embedding is resampled to this frame

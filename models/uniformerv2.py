@@ -49,7 +49,7 @@ Differences from the official code, none of which changes a name or a shape:
     CHECKPOINT_NUM blocks.
 
 Pretrained (recipe key `pretrained`):
-  * 'ViT-B/16' (default) or a CLIP file: OpenAI CLIP weights through models.clip (the `visual.*`
+  * 'ViT-B/16' (default) or a CLIP file: OpenAI CLIP weights through models.weights (the `visual.*`
     tensors; ln_post and proj are unused, as in the original), or a visual-only CLIP state dict
     without the `visual.` prefix (the original's vit_b16.pth, mmaction2's clipVisualEncoder files).
     conv1 is inflated to 3-D by putting the 2-D kernel at the temporal centre (zeros elsewhere), as

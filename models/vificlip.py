@@ -8,7 +8,7 @@ video, both towers, with nothing added.
 
 Both towers and logit_scale are trained (the release's `USE: both`); the prompts run through the
 text tower at every training step, so the text features carry gradients. In evaluation they are
-computed once per label space and cached (models.clip.ClassTexts: recomputed after
+computed once per label space and cached (models.class_texts.ClassTexts: recomputed after
 set_class_names and whenever the text weights change, e.g. when training resumes). token_embedding
 is never trained: ViFi-CLIP embeds its prompts once with OpenAI's table and keeps no embedding
 layer, so it is frozen here.

@@ -60,7 +60,7 @@ class CLIPFrameAverage(nn.Module):
 
     def load_clip_weights(self, spec, log=log_to_stderr) -> dict:
         """The image tower of CLIP weights `spec` (a name, or the path of CLIP or image-tower weights; see
-        models.clip.load_clip_visual_state) into self.visual. positional_embedding is resampled
+        models.weights.load_clip_visual_state) into self.visual. positional_embedding is resampled
         (bicubic) when the input size differs from the weights'."""
         _, visual, source = load_clip_visual_state(spec, "ViT", log=log)
         if visual is None:

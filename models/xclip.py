@@ -12,6 +12,11 @@ communication, a multi-frame integration transformer and video-specific text pro
                 prompt added to them
     -> logits = logit_scale.exp() * cos(video feature, text feature + prompt)   [B, K]
 
+The video feature is forward_features' z; the prompt tokens [B, 196, 512] are its context, which the
+class scoring needs: forward_features(clips, return_context=True) -> (z, context), then
+forward_head(z, context) for the model's classes or class_logits(z, names, context) for any. Both
+are functions of their inputs only (no state kept between the calls).
+
 CrossFrameBlock (each layer of the image tower): the class token of every frame -> message_fc ->
 message_ln -> message_attn across the T frames of its video (residual) -> appended to the frame's
 tokens as one extra token for the block's attention, and dropped again before the MLP.
@@ -20,7 +25,7 @@ Text: class names with the template "{}" (recipe `text:`; or one description per
 unnormalised text features averaged over a class's prompts. With model.fix_text (X-CLIP's FIX_TEXT,
 the default) every parameter outside visual.*, mit.* and prompts* is frozen (the whole text tower
 and logit_scale) and the text features are computed once per label space and cached; the cache
-follows set_class_names and any change of the text weights (models.clip.ClassTexts).
+follows set_class_names and any change of the text weights (models.class_texts.ClassTexts).
 
 Parameter names are the release's exactly (`ckpt['model']`, no prefix; tested against the layouts
 of the 8, 16 and 32-frame releases), so the model's own state dict is the released layout.
