@@ -1,28 +1,56 @@
 """Model files and their recipes.
 
-Every model is one file, models/<name>.py, with its recipe beside it in models/<name>.yaml
-(a recipe may name another file with `module:` when one family file serves several models, e.g.
-c2d.yaml and i3d.yaml -> resnet.py). The file defines
+Every model is one file, models/<name>.py, with its recipe beside it in models/<name>.yaml (a recipe
+may name another file with `module:` when one family file serves several models, e.g. c2d.yaml and
+i3d.yaml -> resnet.py). The file defines
 
+    Model = <its nn.Module class>
     build_model(cfg: dict, class_names: list[str]) -> nn.Module
 
-and the module it returns follows one contract:
+build_model is the plain factory: it maps the recipe's `input:` values (frames, size, mean/std), its
+`text:` section (text models) and its `model:` section onto the constructor, then loads `pretrained`.
+The constructor's arguments after `*` are the model's arguments, keyword-only with their defaults in
+the signature, e.g. `XCLIP(class_names, frames=8, ..., *, mit_layers=1, prompts_layers=2, ...)`;
+a recipe's `model:` section holds those keys and nothing else. When a recipe is loaded, cfg["model"] is
+completed with the signature's defaults (so a checkpoint stores every model argument), and every key
+and value is checked against the signature: an unknown key (in a recipe file, under `datasets:` or
+`tiny:`, in `--set model.x=...`, in a config handed to build_model) or a value of another type than the
+annotation / default (an int where an int is expected, true/false, a float, a list) is a one-line
+SystemExit that names the key. A checkpoint written by an older version stores its cfg["model"]
+too: keys it lacks take the defaults (which are the values the older code used), and a key that is
+no argument (a typo the older code ignored) is refused in one line; delete it from the checkpoint's
+cfg["model"] to go on.
 
-  * forward(video) takes a uint8 clip batch [B, T, 3, H, W] (RGB, 0-255) and returns the class
-    logits [B, len(class_names)], or a dict {"logits": ..., "aux_loss": scalar} when training adds
-    a loss of its own (a distillation or motion term). Normalisation with the model's own mean/std
-    happens inside forward, on the device.
-  * optional set_class_names(names): text models switch their label space (fine base-to-novel).
+The module build_model returns follows one contract:
+
+  * forward(clips) takes a uint8 clip batch [B, T, 3, H, W] (RGB, 0-255) and returns the class
+    logits [B, len(class_names)], or a dict {"logits": ..., "aux_loss": scalar} in training when
+    the model adds a loss of its own (EZ-CLIP's motion term, FROSTER's distillation). Normalisation
+    with the model's own mean/std happens inside, on the device.
+  * forward_features(clips) -> z [B, num_features]: the pooled video representation before the
+    classifier or the text matching, and forward_head(z) -> logits (timm's names), with
+    forward(clips) == forward_head(forward_features(clips)) (plus the aux-loss dict where there is one).
+  * text models also score z against any list of class names: class_logits(z, names) (the text
+    features of each label space are cached while the text tower cannot change), and switch their own
+    label space with set_class_names(names) (the fine task's unknown set). X-CLIP's text prompts depend
+    on the video's patch tokens: its forward_features(clips, return_context=True) returns (z, context)
+    and its forward_head / class_logits take that context; every text model accepts return_context
+    and context (its context is None), so one caller serves them all.
   * optional no_weight_decay() -> set of parameter names (timm convention) and
     lr_multipliers() -> {name substring: factor}, used to build the optimizer groups.
 
-A recipe is YAML with the sections model / pretrained / input / train / test, per-dataset overrides
-under `datasets:` (with per-task ones under `datasets: <ds>: tasks: coarse|fine:`) and a CPU-sized
-variant under `tiny:`. DEFAULTS below fills what a recipe leaves out.
+A recipe is YAML with the sections model / pretrained / input / train / test (and text for text
+models), per-dataset overrides under `datasets: <ds>:`, per-task ones under `datasets: <ds>/<task>:`
+(e.g. `synta/fine:`), and a CPU-sized variant under `tiny:`. DEFAULTS below fills what a recipe leaves
+out of the other sections.
 """
+import collections.abc
 import copy
 import importlib
+import inspect
 import re
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -44,6 +72,7 @@ RecipeLoader.add_implicit_resolver(
 
 def read_yaml(text_or_file):
     return yaml.load(text_or_file, Loader=RecipeLoader)
+
 
 DEFAULTS = {
     "module": None,  # file in models/ that builds this model; defaults to the recipe's name
@@ -111,23 +140,114 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_recipe(name: str, dataset: str = None, tiny: bool = False, task: str = None) -> dict:
-    """DEFAULTS <- models/<name>.yaml <- its datasets[dataset] <- datasets[dataset].tasks[task] <- its tiny section."""
+    """DEFAULTS <- models/<name>.yaml <- its datasets[<dataset>] <- datasets[<dataset>/<task>] <- its tiny
+    section; cfg["model"] completed with the model's signature defaults. Every `model:` section of the
+    file is checked against the constructor, whichever dataset is asked for."""
     check_model(name)
     with open(MODEL_DIR / f"{name}.yaml") as f:
         recipe = read_yaml(f) or {}
     per_dataset = recipe.pop("datasets", {}) or {}
     tiny_section = recipe.pop("tiny", {}) or {}
     cfg = merge(DEFAULTS, recipe)
+    cfg["model_name"] = name
+    model = model_class(cfg)
+    for where, section in [("", recipe), ("tiny.", tiny_section), *((f"datasets.{k}.", v) for k, v in per_dataset.items())]:
+        if "tasks" in (section or {}):
+            raise SystemExit(f"error: models/{name}.yaml {where}tasks: per-task settings go under `datasets: <ds>/<task>:` "
+                             f"(e.g. synta/fine)")
+        check_model_arguments(model, (section or {}).get("model") or {}, f"models/{name}.yaml {where}")
     if dataset:
-        section = dict(per_dataset.get(dataset) or {})
-        per_task = section.pop("tasks", {}) or {}
-        cfg = merge(cfg, section)
+        cfg = merge(cfg, per_dataset.get(dataset))
         if task:
-            cfg = merge(cfg, per_task.get(task, {}))
+            cfg = merge(cfg, per_dataset.get(f"{dataset}/{task}"))
     if tiny:
         cfg = merge(cfg, tiny_section)
-    cfg["model_name"] = name
+    cfg["model"] = model_arguments(cfg)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# model arguments: the keyword-only parameters of the model class's constructor
+
+
+def model_module(cfg: dict):
+    return importlib.import_module(f"models.{cfg.get('module') or cfg['model_name']}")
+
+
+def model_class(cfg: dict) -> type:
+    module = model_module(cfg)
+    if not isinstance(getattr(module, "Model", None), type):
+        raise SystemExit(f"error: {module.__file__} defines no `Model` (its nn.Module class, whose keyword-only "
+                         f"constructor arguments are the recipe's model: section)")
+    return module.Model
+
+
+def signature_arguments(model: type) -> dict:
+    """{name: inspect.Parameter} of the keyword-only parameters of model.__init__."""
+    params = inspect.signature(model.__init__, eval_str=True).parameters.values()
+    return {p.name: p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _plain(value):
+    """Tuples (signature defaults) as lists, as YAML writes them."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _expected(p: inspect.Parameter):
+    if p.annotation is not inspect.Parameter.empty:
+        return p.annotation
+    return inspect.Parameter.empty if p.default is None else type(p.default)
+
+
+def _fits(value, kind) -> bool:
+    if kind is inspect.Parameter.empty or kind is typing.Any:
+        return True
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (origin or kind) in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, origin or kind)
+
+
+def _kind_name(kind) -> str:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_kind_name(k) for k in typing.get_args(kind))
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null", dict: "a mapping"}
+    return names.get(kind) or ("a list" if (typing.get_origin(kind) or kind) in (list, tuple, collections.abc.Sequence)
+                               else getattr(kind, "__name__", str(kind)))
+
+
+def check_model_arguments(model: type, section: dict, where: str = "") -> None:
+    """Every key of a `model:` section must be a keyword-only argument of `model` and its value of the
+    annotated type (or the default's); else a one-line SystemExit naming the key."""
+    params = signature_arguments(model)
+    for key, value in section.items():
+        if key not in params:
+            raise SystemExit(f"error: {where}model.{key} is not an argument of {model.__name__} "
+                             f"({model.__module__.replace('.', '/')}.py); valid keys: {', '.join(params)}")
+        kind = _expected(params[key])
+        if not _fits(value, kind):
+            raise SystemExit(f"error: {where}model.{key} must be {_kind_name(kind)}, got {value!r}")
+
+
+def model_arguments(cfg: dict) -> dict:
+    """cfg["model"] checked (check_model_arguments) and completed with the signature's defaults, in
+    the signature's order."""
+    model = model_class(cfg)
+    section = cfg.get("model") or {}
+    check_model_arguments(model, section)
+    params = signature_arguments(model)
+    required = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in section]
+    if required:
+        raise SystemExit(f"error: model.{required[0]} has no default in {model.__name__}; the recipe's model: section must set it")
+    return {k: section[k] if k in section else _plain(p.default) for k, p in params.items()}
 
 
 def parse_override(text: str):
@@ -144,12 +264,16 @@ def apply_override(cfg: dict, keys: list, value) -> None:
         if not isinstance(node.get(k), dict):
             raise SystemExit(f"error: --set {'.'.join(keys)}: '{'.'.join(keys[:i + 1])}' is not a section of the recipe")
         node = node[k]
-    if keys[-1] not in node and node is not cfg.get("model"):
+    if node is cfg.get("model"):
+        check_model_arguments(model_class(cfg), {keys[-1]: value}, "--set ")
+    if keys[-1] not in node:
         known = ", ".join(sorted(node))
         raise SystemExit(f"error: --set {'.'.join(keys)}: unknown key '{keys[-1]}' (known: {known})")
     node[keys[-1]] = value
 
 
 def build_model(cfg: dict, class_names: list):
-    module = importlib.import_module(f"models.{cfg.get('module') or cfg['model_name']}")
-    return module.build_model(cfg, class_names)
+    """The model of a recipe (load_recipe) or of a checkpoint's config: its file's build_model, with
+    cfg["model"] checked and completed (model_arguments)."""
+    cfg = {**cfg, "model": model_arguments(cfg)}
+    return model_module(cfg).build_model(cfg, class_names)

@@ -14,7 +14,7 @@
   * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
     at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
     templates. forward returns the log of these averaged probabilities, so the softmax the harness
-    applies gives exactly them. The text features are cached per label space (models.clip.ClassTexts,
+    applies gives exactly them. The text features are cached per label space (models.class_texts.ClassTexts,
     recomputed after set_class_names or any change of the text weights).
 
 The published training losses are not used: the original's KL loss between video-text similarities
@@ -37,15 +37,16 @@ file CLIP's (eps 1e-5); weight decay is not applied to 1-D parameters (the harne
 port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random
 resized crop. Recipe: actionclip.yaml.
 """
-import sys
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, Transformer, clip_arguments, fit_pos_embed, read_pretrained,
-                         text_settings)
-from models.weights import _names, extract_state_dict, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, Transformer
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, log_to_stderr,
+                            read_pretrained, short_list)
 
 # The 16 templates of ActionCLIP (utils/Text_Prompt.py) and of the mmaction2 port.
 TEMPLATES = (
@@ -56,10 +57,6 @@ TEMPLATES = (
 )
 # Buffers an mmaction2 checkpoint may carry beside the weights (the data preprocessor's mean / std).
 PORT_IGNORED = ("data_preprocessor.*",)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class TransformerAdapter(nn.Module):
@@ -84,24 +81,29 @@ class TransformerAdapter(nn.Module):
 
 
 class ActionCLIP(nn.Module):
-    def __init__(self, cfg: dict, class_names: list):
+    """ActionCLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = CLIP_MEAN_255, std: Sequence[float] = CLIP_STD_255,
+                 templates: Sequence[str] = TEMPLATES, descriptions: dict = None, *, embed_dim: int = 512,
+                 vision_width: int = 768, vision_layers: int = 12, vision_patch_size: int = 16,
+                 vision_heads: Optional[int] = None, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8, transformer_layers: int = 12,
+                 adapter_layers: int = 6, adapter_lr_mult: float = 10.0, template_sampling: str = "sample",
+                 test_logit_scale: Optional[float] = 100.0, drop_path: float = 0.0, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        args = clip_arguments(m, inp["size"])
-        self.frames = inp["frames"]
-        self.clip = CLIP(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
-        width = args["transformer_width"]
-        self.adapter = TransformerAdapter(self.frames, args["embed_dim"], m.get("adapter_layers", 6), max(width // 64, 1))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.adapter_lr_mult = float(m.get("adapter_lr_mult", 10.0))
-        self.template_sampling = m.get("template_sampling", "sample")
-        if self.template_sampling not in ("sample", "batch"):
-            raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {self.template_sampling!r}")
-        self.test_logit_scale = m.get("test_logit_scale", 100.0)
-        templates, descriptions = text_settings(cfg)
-        if not (cfg.get("text") or {}).get("templates"):
-            templates = list(TEMPLATES)
+        if template_sampling not in ("sample", "batch"):
+            raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {template_sampling!r}")
+        self.frames, self.num_features = frames, embed_dim
+        self.clip = CLIP(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.adapter = TransformerAdapter(frames, embed_dim, adapter_layers, max(transformer_width // 64, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.adapter_lr_mult = float(adapter_lr_mult)
+        self.template_sampling = template_sampling
+        self.test_logit_scale = test_logit_scale
         self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
@@ -111,49 +113,59 @@ class ActionCLIP(nn.Module):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def encode_prompts(self, which: torch.Tensor) -> torch.Tensor:
-        """L2-normalised text features of templates `which` [U] for every class -> [U, K, D] (fp32)."""
-        classes = len(self.texts.names)
-        tokens = self.texts.tokens.view(classes, -1, self.texts.tokens.shape[-1])  # [K, P, 77]
+    def encode_prompts(self, which: torch.Tensor, names=None) -> torch.Tensor:
+        """L2-normalised text features of templates `which` [U] for every class of `names` (default: the
+        label space) -> [U, K, D] (fp32)."""
+        space = self.texts.space(names)
+        tokens = space.tokens.view(len(space.names), -1, space.tokens.shape[-1])  # [K, P, 77]
         tokens = tokens[:, which.cpu()].transpose(0, 1).to(self.clip.positional_embedding.device)
         feats = self.clip.encode_text(tokens.flatten(0, 1)).float()
-        return F.normalize(feats, dim=-1).view(len(which), classes, -1)
+        return F.normalize(feats, dim=-1).view(len(which), len(space.names), -1)
 
-    def template_features(self) -> torch.Tensor:
-        """[P, K, D] features of every template (evaluation), cached."""
-        return self.texts.cached(self.clip, lambda: self.encode_prompts(torch.arange(self.texts.counts[0])))
+    def template_features(self, names=None) -> torch.Tensor:
+        """[P, K, D] features of every template (evaluation), cached per label space."""
+        return self.texts.cached(self.clip, lambda space: self.encode_prompts(torch.arange(space.counts[0]), space.names),
+                                 names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
-        return self.adapter(self.clip.visual(x).view(b, t, -1))
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> the adapter's video feature [B, D] (no context: (z, None))."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        z = self.adapter(self.clip.visual(x).view(b, t, -1))
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.encode_video(video).float(), dim=-1)
-        if self.training:
-            return self.train_logits(v)
-        return self.test_scores(v)
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """Scores of the classes `names` [B, K]: one random template per clip in training
+        (train_logits), the log of the template-averaged probabilities in evaluation (test_scores)."""
+        v = F.normalize(z.float(), dim=-1)
+        return self.train_logits(v, names) if self.training else self.test_scores(v, names)
 
-    def train_logits(self, v: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+    def train_logits(self, v: torch.Tensor, names=None) -> torch.Tensor:
         """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
-        n = self.texts.counts[0]  # prompts per class: the templates, or 1 description
+        n = self.texts.space(names).counts[0]  # prompts per class: the templates, or 1 description
         if self.template_sampling == "sample":
             drawn = torch.randint(n, (v.shape[0],))
         else:
             drawn = torch.randint(n, (1,)).expand(v.shape[0])
         used, which = drawn.unique(return_inverse=True)
-        text = self.encode_prompts(used)[which.to(v.device)]  # [B, K, D]
+        text = self.encode_prompts(used, names)[which.to(v.device)]  # [B, K, D]
         with torch.autocast(v.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
             return self.clip.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, text)
 
-    def test_scores(self, v: torch.Tensor) -> torch.Tensor:
+    def test_scores(self, v: torch.Tensor, names=None) -> torch.Tensor:
         """log of the class probabilities averaged over the templates [B, K]."""
         scale = self.test_logit_scale if self.test_logit_scale is not None else self.clip.logit_scale.exp()
-        text = self.template_features()
+        text = self.template_features(names)
         with torch.autocast(v.device.type, enabled=False):  # fp32: bf16 would blur the scores
             probs = (scale * torch.einsum("bd,pkd->bpk", v, text)).softmax(dim=-1).mean(dim=1)
             return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
@@ -168,13 +180,13 @@ class ActionCLIP(nn.Module):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "ActionCLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, log=log_to_stderr) -> dict:
         """Load a read checkpoint: the original release, the mmaction2 port (or ours), or CLIP weights."""
         allow_missing, allow_unexpected = (), PORT_IGNORED
         if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict) \
@@ -194,7 +206,7 @@ class ActionCLIP(nn.Module):
                 allow_missing, kind = ("adapter.*",), "CLIP"
             else:
                 raise SystemExit(f"error: {source} holds neither ActionCLIP nor CLIP weights (no clip.*, "
-                                 f"model_state_dict or visual.conv1.weight; first keys: {_names(state)})")
+                                 f"model_state_dict or visual.conv1.weight; first keys: {short_list(state)})")
         key = "adapter.frame_position_embeddings.weight"
         rows, own = state.get(key), self.adapter.frame_position_embeddings.weight
         if rows is not None and rows.ndim == 2 and rows.shape[1] == own.shape[1] and rows.shape[0] > own.shape[0]:
@@ -206,7 +218,12 @@ class ActionCLIP(nn.Module):
                             allow_unexpected=allow_unexpected, log=log)
 
 
+Model = ActionCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = ActionCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = ActionCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"],
+                       **text_settings(cfg, default_templates=TEMPLATES), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -46,29 +46,26 @@ Differences from the official code, none of which changes a name or a shape:
   * temporal_embedding is resampled (linear) when the input has another frame count than built for,
     and positional_embedding (bicubic) for another input size.
 
-Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through models.clip, the
+Pretrained (recipe key `pretrained`): 'ViT-B/16' (default; OpenAI CLIP through models.weights, the
 `visual.*` tensors without proj) or a CLIP file; a released AIM checkpoint by path (mmaction2
 {'state_dict': {'backbone.*', 'cls_head.*'}}, or a plain state dict with those keys): a head of
 another class count is dropped with a message and temporal_embedding is resampled to this frame
 count; every other mismatch is a one-line error; or 'none'.
 """
-import sys
 from functools import partial
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from models.clip import (DropPath, ResidualAttentionBlock, VisionTransformer, fit_pos_embed, fit_time_embed,
-                         init_linear_and_norm, load_clip_visual_state, resample_frames)
-from models.weights import drop_other_head, load_checked
+from models.clip import (CLIP_MEAN_255, CLIP_STD_255, DropPath, ResidualAttentionBlock, VisionTransformer, init_linear_and_norm,
+                         resample_frames)
+from models.weights import (drop_other_head, fit_pos_embed, fit_time_embed, load_checked, load_clip_visual_state,
+                            log_to_stderr)
 
 HEAD_KEYS = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
 # name substrings of the parameters AIM trains (the original's tools/train.py); all others are frozen
 TRAINED = ("temporal_embedding", "ln_post", "cls_head", "Adapter")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class Adapter(nn.Module):
@@ -141,7 +138,7 @@ class AIMVisionTransformer(VisionTransformer):
 
 
 class ClsHead(nn.Module):
-    """mmaction2's I3DHead on [B, D, T, 1, 1] features: average over T, dropout, fc_cls."""
+    """mmaction2's I3DHead after its average pooling over T: dropout, fc_cls."""
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, init_std: float = 0.01):
         super().__init__()
@@ -150,29 +147,30 @@ class ClsHead(nn.Module):
         nn.init.normal_(self.fc_cls.weight, std=init_std)
         nn.init.zeros_(self.fc_cls.bias)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats [B, T, D] -> logits [B, classes]."""
-        return self.fc_cls(self.dropout(feats.mean(1)))
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """pooled features [B, D] -> logits [B, classes]."""
+        return self.fc_cls(self.dropout(z))
 
 
 class AIM(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside.
+    The arguments after `*` are the recipe's model section (AIM ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, frames: int = 8, size: int = 224, mean: Sequence[float] = CLIP_MEAN_255,
+                 std: Sequence[float] = CLIP_STD_255, *, width: int = 768, layers: int = 12, heads: Optional[int] = None,
+                 patch_size: int = 16, adapter_ratio: float = 0.25, adapter_scale: float = 0.5, num_tadapter: int = 1,
+                 drop_path: float = 0.0, dropout: float = 0.5, head_init_std: float = 0.01, freeze: bool = True,
+                 grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        width = m.get("width", 768)
-        block = partial(AIMBlock, scale=m.get("adapter_scale", 0.5), num_tadapter=m.get("num_tadapter", 1),
-                        ratio=m.get("adapter_ratio", 0.25))
-        self.backbone = AIMVisionTransformer(
-            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), m.get("heads") or max(width // 64, 1),
-            inp["frames"], drop_path=m.get("drop_path", 0.0), block=block,
-            grad_checkpointing=m.get("grad_checkpointing", False))
-        self.cls_head = ClsHead(width, num_classes, m.get("dropout", 0.5), m.get("head_init_std", 0.01))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        block = partial(AIMBlock, scale=adapter_scale, num_tadapter=num_tadapter, ratio=adapter_ratio)
+        self.backbone = AIMVisionTransformer(size, patch_size, width, layers, heads or max(width // 64, 1), frames,
+                                             drop_path=drop_path, block=block, grad_checkpointing=grad_checkpointing)
+        self.num_features = width
+        self.cls_head = ClsHead(width, num_classes, dropout, head_init_std)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.init_weights()
-        if m.get("freeze", True):
+        if freeze:
             self.freeze()
 
     def init_weights(self) -> None:
@@ -192,16 +190,23 @@ class AIM(nn.Module):
         for name, p in self.named_parameters():
             p.requires_grad_(any(key in name for key in TRAINED))
 
-    def features(self, video: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 [B, T, 3, H, W] -> per-frame features ln_post(class token) [B, T, D]."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = (video.to(self.mean.dtype) - self.mean) / self.std
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = (clips.to(self.mean.dtype) - self.mean) / self.std
         return self.backbone(x.flatten(0, 1), frames=t).view(b, t, -1)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return self.cls_head(self.features(video))
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """The frame features averaged over T [B, D] (I3DHead's average pooling)."""
+        return self.frame_features(clips).mean(1)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.cls_head(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         """The original's paramwise custom_keys with decay_mult 0: class_embedding, positional_embedding
@@ -211,7 +216,7 @@ class AIM(nn.Module):
     # -----------------------------------------------------------------------------------------
     # weights
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         kind, state, source = load_clip_visual_state(spec, "AIM", release_prefix="backbone.", log=log)
         if kind is None:
             return {"loaded": 0}
@@ -219,7 +224,7 @@ class AIM(nn.Module):
             return self.load_clip_visual(state, source, log=log)
         return self.load_release(state, source, log=log)
 
-    def load_clip_visual(self, visual: dict, source: str, log=_log) -> dict:
+    def load_clip_visual(self, visual: dict, source: str, log=log_to_stderr) -> dict:
         """A CLIP image tower's tensors (no `visual.` prefix) into the backbone; proj is unused, the
         adapters and temporal_embedding keep their initialisation (D_fc2 zero)."""
         visual = dict(visual)
@@ -231,7 +236,7 @@ class AIM(nn.Module):
             log(f"aim: proj of {source} is not used (AIM classifies ln_post of the class token)")
         return report
 
-    def load_release(self, state: dict, source: str, log=_log) -> dict:
+    def load_release(self, state: dict, source: str, log=log_to_stderr) -> dict:
         """A released AIM state dict (backbone.*, cls_head.*) into the model: a head of another class
         count dropped, temporal_embedding / positional_embedding resampled to this input."""
         own = self.state_dict()
@@ -243,7 +248,11 @@ class AIM(nn.Module):
         return {**report, "dropped_head": dropped}
 
 
+Model = AIM
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = AIM(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = AIM(len(class_names), inp["frames"], inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -42,8 +42,8 @@ losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in b
 Weights: `pretrained` is OpenAI CLIP (a name such as ViT-B/16 or a file; prompts, Adapters and
 temporal_embedding keep their initialisation) or an EZ-CLIP release: the file as published,
 {'epoch', 'model_state_dict' (fp16 tensors, no prefix), 'optimizer_state_dict'}, loaded by name
-and cast to fp32; its 400 keys are exactly this module's state dict (checked against
-checkpoint_keys/ezclip_b16_8f.json). The frame count is baked into temporal_embedding [1, T, 768]
+and cast to fp32; its 400 keys are exactly this module's state dict (tested against the
+release's layout). The frame count is baked into temporal_embedding [1, T, 768]
 and T_prompt_embeddings [12, T, 768]; a release of another T is resampled linearly along T.
 
 Deviations from the published code (none changes a parameter name or shape):
@@ -57,22 +57,18 @@ Deviations from the published code (none changes a parameter name or shape):
   * fp32 master weights under autocast instead of fp16 weights converted around each step.
 """
 import math
-import sys
 from functools import partial
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, fit_pos_embed, fit_time_embed, read_pretrained_state,
-                         text_settings)
-from models.weights import _names, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, ResidualAttentionBlock
+from models.weights import fit_pos_embed, fit_time_embed, load_checked, log_to_stderr, read_pretrained_state, short_list
 
 RELEASE_CONTAINERS = ("model_state_dict", "state_dict", "model_state", "model")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,40 +143,40 @@ def motion_loss(frames: torch.Tensor) -> torch.Tensor:
 
 
 class EZCLIP(CLIP):
-    """CLIP with EZ-CLIP's prompts and Adapters; the state dict is EZ-CLIP's (see module docstring)."""
+    """CLIP with EZ-CLIP's prompts and Adapters; the state dict is EZ-CLIP's (see module docstring). The
+    arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        width, layers = m.get("width", 768), m.get("layers", 12)
-        text_layers = m.get("text_layers", 12)
-        frames = int(inp["frames"])
-        drop = float(m.get("drop_path", 0.0))
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = CLIP_MEAN_255, std: Sequence[float] = CLIP_STD_255,
+                 templates: Sequence[str] = ("{}",), descriptions: dict = None, *, embed_dim: int = 512,
+                 width: int = 768, layers: int = 12, heads: Optional[int] = None, patch_size: int = 16,
+                 text_width: int = 512, text_layers: int = 12, text_heads: int = 8, context_length: int = 77,
+                 vocab_size: int = 49408, prompts: bool = True, prompt_dropout: float = 0.1, adapter_ratio: float = 0.25,
+                 drop_path: float = 0.0, train_text_adapters: bool = True, motion_loss: float = 1.0,
+                 logit_scale: float = 100.0, grad_checkpointing: bool = False):
+        drop = float(drop_path)
         rates = [drop * i / max(text_layers - 1, 1) for i in range(text_layers)]
-        ratio = float(m.get("adapter_ratio", 0.25))
         super().__init__(
-            m.get("embed_dim", 512), inp["size"], layers, width, m.get("patch_size", 16), m.get("context_length", 77),
-            m.get("vocab_size", 49408), m.get("text_width", 512), m.get("text_heads", 8), text_layers,
-            vision_heads=m.get("heads") or max(width // 64, 1), drop_path=drop,
-            grad_checkpointing=m.get("grad_checkpointing", False),
-            vision_block=partial(PromptedBlock, adapter_ratio=ratio),
-            text_block=partial(AdaptedTextBlock, adapter_ratio=ratio, rates=rates))
-        self.frames = frames
+            embed_dim, size, layers, width, patch_size, context_length, vocab_size, text_width, text_heads, text_layers,
+            vision_heads=heads or max(width // 64, 1), drop_path=drop, grad_checkpointing=grad_checkpointing,
+            vision_block=partial(PromptedBlock, adapter_ratio=adapter_ratio),
+            text_block=partial(AdaptedTextBlock, adapter_ratio=adapter_ratio, rates=rates))
+        self.frames, self.num_features = frames, embed_dim
         self.visual.temporal_embedding = nn.Parameter(torch.zeros(1, frames, width))
-        if m.get("prompts", True):
+        if prompts:
             # EZ-CLIP's uniform init bound (its code fixes the patch area at 16 x 16)
-            bound = math.sqrt(6.0 / (3 * m.get("patch_size", 16) ** 2 + width))
+            bound = math.sqrt(6.0 / (3 * patch_size ** 2 + width))
             self.visual.transformer.T_prompt_embeddings = nn.Parameter(torch.empty(layers, frames, width))
             nn.init.uniform_(self.visual.transformer.T_prompt_embeddings, -bound, bound)
-        self.prompt_dropout = nn.Dropout(float(m.get("prompt_dropout", 0.1)))
-        self.scale = float(m.get("logit_scale", 100.0))
-        self.motion_weight = float(m.get("motion_loss", 1.0))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        train_text = m.get("train_text_adapters", True)
+        self.prompt_dropout = nn.Dropout(float(prompt_dropout))
+        self.scale = float(logit_scale)
+        self.motion_weight = float(motion_loss)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         for name, p in self.named_parameters():
             trainable = "prompt" in name or "Adapter" in name
-            p.requires_grad_(trainable and (train_text or name.startswith("visual.")))
-        self.texts = ClassTexts(*text_settings(cfg))
+            p.requires_grad_(trainable and (train_text_adapters or name.startswith("visual.")))
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text side ----------------------------------------------------------------------------
@@ -189,9 +185,10 @@ class EZCLIP(CLIP):
         """Switch the label space (fine base-to-novel: the other set's classes)."""
         self.texts.set_names(names)
 
-    def class_features(self) -> torch.Tensor:
-        """Normalised class-text features [K, D] (fp32), cached while no gradient can reach them."""
-        return self.texts.features(self)
+    def class_features(self, names=None) -> torch.Tensor:
+        """Normalised text features of the classes `names` (default: the label space) [K, D] (fp32),
+        cached while no gradient can reach them."""
+        return self.texts.features(self, names=names)
 
     # -- image side ---------------------------------------------------------------------------
 
@@ -212,15 +209,23 @@ class EZCLIP(CLIP):
         x = self.visual.transformer(x, frames=t, prompts=prompts)
         return self.visual.pool(x).unflatten(0, (b, t))
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 clip batch -> L2-normalised video features [B, D] (fp32)."""
-        return F.normalize(self.encode_frames(video).float().mean(1), dim=-1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 clip batch -> the mean of its frame features [B, D] (fp32; no context: (z, None))."""
+        z = self.encode_frames(clips).float().mean(1)
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor):
-        frames = self.encode_frames(video)
-        text = self.class_features()
-        with torch.autocast(video.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
-            logits = self.scale * F.normalize(frames.float().mean(1), dim=-1) @ text.float().t()
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """100 * cos(z, text feature) for the classes `names` [B, K]."""
+        text = self.class_features(names)
+        with torch.autocast(z.device.type, enabled=False):  # 100 * cos needs more than bf16's 8 bits
+            return self.scale * F.normalize(z.float(), dim=-1) @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor):
+        frames = self.encode_frames(clips)
+        logits = self.forward_head(frames.float().mean(1))
         if self.training and self.motion_weight:
             return {"logits": logits, "aux_loss": self.motion_weight * motion_loss(frames)}
         return logits
@@ -230,7 +235,7 @@ class EZCLIP(CLIP):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         """OpenAI CLIP weights (name or file) or an EZ-CLIP release file; see the module docstring."""
         state, source = read_pretrained_state(spec, "EZ-CLIP", RELEASE_CONTAINERS, log=log)
         if source is None:
@@ -241,12 +246,16 @@ class EZCLIP(CLIP):
             fit_time_embed(state, own, key, source, "ezclip", log=log)
         fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "ezclip", log=log)
         if "visual.conv1.weight" not in state:
-            raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {_names(state)})")
+            raise SystemExit(f"error: {source} holds neither EZ-CLIP nor CLIP weights (first keys: {short_list(state)})")
         allow = () if release else ("visual.temporal_embedding", "visual.transformer.T_prompt_embeddings", "*.Adapter.*")
         return load_checked(self, state, source, name="ezclip", allow_missing=allow, log=log)
 
 
+Model = EZCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = EZCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = EZCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

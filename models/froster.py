@@ -2,9 +2,9 @@
 
 After "FROSTER: Frozen CLIP is a Strong Teacher for Open-Vocabulary Action Recognition" (Huang et
 al., ICLR 2024). The authors' code (Visual-AI/FROSTER) is CC BY-NC-SA: nothing here comes from it
-but the module names and tensor shapes of its released checkpoints (checkpoint_keys/
-froster_b16_8f.json). The temporal attention follows Open-VCLIP (wengzejia1/Open-VCLIP), the
-codebase FROSTER forks. Written on the shared CLIP core (models/clip.py). Recipe: models/froster.yaml.
+but the module names and tensor shapes of its released checkpoints. The temporal attention follows
+Open-VCLIP (wengzejia1/Open-VCLIP), the codebase FROSTER forks. Written on the shared CLIP core
+(models/clip.py). Recipe: models/froster.yaml.
 
     student `model`: CLIP ViT-B/16 whose image blocks use Open-VCLIP's `expand_temporal_view`
     attention; all of it fine-tuned (both towers).
@@ -61,22 +61,18 @@ train.py); weight decay spares 1-D tensors (the harness's rule); the projector a
 and the exact distance are not in the release and are our reading of the paper; the projectors
 only serve the loss, so released weights evaluate identically whatever they are.
 """
-import sys
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, ClassTexts, ResidualAttentionBlock, TextFeatureCache, fit_pos_embed,
-                         read_pretrained_state, text_settings)
-from models.weights import _names, load_checked, no_weights
+from models.class_texts import ClassTexts, TextFeatureCache, text_settings
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, ResidualAttentionBlock
+from models.weights import fit_pos_embed, load_checked, log_to_stderr, no_weights, read_pretrained_state, short_list
 
 TEACHER = "raw_model."
 RELEASE_CONTAINERS = ("model_state", "state_dict", "model", "model_state_dict")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,37 +113,40 @@ class ResidualProjector(nn.Sequential):
         return x + super().forward(x)
 
 
-def clip_dims(cfg: dict) -> dict:
-    m, inp = cfg["model"], cfg["input"]
-    width = m.get("width", 768)
-    return dict(embed_dim=m.get("embed_dim", 512), image_resolution=inp["size"], vision_layers=m.get("layers", 12),
-                vision_width=width, vision_patch_size=m.get("patch_size", 16), context_length=m.get("context_length", 77),
-                vocab_size=m.get("vocab_size", 49408), transformer_width=m.get("text_width", 512),
-                transformer_heads=m.get("text_heads", 8), transformer_layers=m.get("text_layers", 12),
-                vision_heads=m.get("heads") or max(width // 64, 1))
-
-
 # ---------------------------------------------------------------------------------------------
 # the model
 
 
 class FROSTER(nn.Module):
-    def __init__(self, cfg: dict, class_names: list):
+    """Student (`model`), frozen teacher (`raw_model`) and projectors; the arguments after `*` are the
+    recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], size: int = 224, mean: Sequence[float] = CLIP_MEAN_255,
+                 std: Sequence[float] = CLIP_STD_255, templates: Sequence[str] = ("{}",), descriptions: dict = None, *,
+                 embed_dim: int = 512, width: int = 768, layers: int = 12, heads: Optional[int] = None,
+                 patch_size: int = 16, text_width: int = 512, text_layers: int = 12, text_heads: int = 8,
+                 context_length: int = 77, vocab_size: int = 49408, temporal_modeling: str = "expand_temporal_view",
+                 teacher: str = "ViT-B/16", distillation_ratio: float = 2.0, train_text: bool = True,
+                 drop_path: float = 0.0, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        if m.get("temporal_modeling", "expand_temporal_view") != "expand_temporal_view":
+        if temporal_modeling != "expand_temporal_view":
             raise SystemExit(f"error: model.temporal_modeling: only expand_temporal_view is implemented, "
-                             f"found {m['temporal_modeling']!r}")
-        dims = clip_dims(cfg)
-        self.model = CLIP(**dims, vision_block=ExpandedViewBlock, drop_path=m.get("drop_path", 0.0),
-                          grad_checkpointing=m.get("grad_checkpointing", False))
+                             f"found {temporal_modeling!r}")
+        dims = dict(embed_dim=embed_dim, image_resolution=size, vision_layers=layers, vision_width=width,
+                    vision_patch_size=patch_size, context_length=context_length, vocab_size=vocab_size,
+                    transformer_width=text_width, transformer_heads=text_heads, transformer_layers=text_layers,
+                    vision_heads=heads or max(width // 64, 1))
+        self.model = CLIP(**dims, vision_block=ExpandedViewBlock, drop_path=drop_path,
+                          grad_checkpointing=grad_checkpointing)
         self.raw_model = CLIP(**dims)
-        self.projector_v = ResidualProjector(dims["embed_dim"])
-        self.projector_t = ResidualProjector(dims["embed_dim"])
-        self.ratio = float(m.get("distillation_ratio", 2.0))
-        self.train_text = bool(m.get("train_text", True))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.num_features = embed_dim
+        self.projector_v = ResidualProjector(embed_dim)
+        self.projector_t = ResidualProjector(embed_dim)
+        self.teacher_spec = teacher
+        self.ratio = float(distillation_ratio)
+        self.train_text = train_text
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.raw_model.requires_grad_(False)
         self.raw_model.eval()
         if not self.train_text:
@@ -160,7 +159,7 @@ class FROSTER(nn.Module):
         self.register_load_state_dict_post_hook(_teacher_never_missing)
         self._ddp_params_and_buffers_to_ignore = [TEACHER + n for n, _ in self.raw_model.named_parameters()] + \
             [TEACHER + n for n, _ in self.raw_model.named_buffers()]
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(templates, descriptions)
         self.teacher_text_cache = TextFeatureCache()  # the teacher's features of self.texts
         self.set_class_names(class_names)
 
@@ -175,9 +174,9 @@ class FROSTER(nn.Module):
         """Switch the label space (fine base-to-novel: the other set's classes)."""
         self.texts.set_names(names)
 
-    def class_features(self) -> torch.Tensor:
-        """The student's unit-length class-text features [K, D]."""
-        return self.texts.features(self.model)
+    def class_features(self, names=None) -> torch.Tensor:
+        """The student's unit-length text features of the classes `names` (default: the label space) [K, D]."""
+        return self.texts.features(self.model, names=names)
 
     def teacher_class_features(self) -> torch.Tensor:
         return self.texts.features(self.raw_model, cache=self.teacher_text_cache)
@@ -197,18 +196,33 @@ class FROSTER(nn.Module):
         """uint8 clip batch -> mean over frames of unit-length frame features [B, D] (fp32, not renormalised)."""
         return self._video(self._frames(video), *video.shape[:2], teacher=teacher)
 
-    def forward(self, video: torch.Tensor):
-        b, t = video.shape[:2]
-        x = self._frames(video)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """The student's encode_video [B, D] (no context: (z, None))."""
+        z = self.encode_video(clips)
+        return (z, None) if return_context else z
+
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """exp(logit_scale) * z @ text features of the classes `names` [B, K]."""
+        return self.logits(z, self.class_features(names))
+
+    def logits(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):  # logits and distances in fp32, not bf16
+            return self.model.logit_scale.exp().float() * z.float() @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor):
+        b, t = clips.shape[:2]
+        x = self._frames(clips)
         v = self._video(x, b, t)
-        text = self.class_features()
-        with torch.autocast(video.device.type, enabled=False):  # logits and distances in fp32, not bf16
-            logits = self.model.logit_scale.exp().float() * v @ text.float().t()
+        text = self.class_features()  # once: the logits and the text distillation term share it
+        logits = self.logits(v, text)
         if not self.training:
             return logits
         with torch.no_grad():
             u = F.normalize(self._video(x, b, t, teacher=True), dim=-1)
-        with torch.autocast(video.device.type, enabled=False):
+        with torch.autocast(clips.device.type, enabled=False):
             loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
             if self.train_text:
                 loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())
@@ -225,9 +239,11 @@ class FROSTER(nn.Module):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, teacher_spec="ViT-B/16", log=_log) -> dict:
+    def load_pretrained(self, spec, teacher_spec=None, log=log_to_stderr) -> dict:
         """Student (+ projectors) from `spec`; teacher from the file's raw_model.*, else from
-        `teacher_spec` (CLIP weights), else a copy of the student. See the module docstring."""
+        `teacher_spec` (CLIP weights; default model.teacher), else a copy of the student. See the
+        module docstring."""
+        teacher_spec = self.teacher_spec if teacher_spec is None else teacher_spec
         report, clip_states = {"loaded": 0}, {}
         raw = None
         state, source = read_pretrained_state(spec, "FROSTER", RELEASE_CONTAINERS, log=log)
@@ -262,7 +278,7 @@ class FROSTER(nn.Module):
     def _fit(self, state: dict, source: str, log) -> dict:
         """A CLIP state dict with positional_embedding resampled to this input size."""
         if "visual.conv1.weight" not in state:
-            raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {_names(state)})")
+            raise SystemExit(f"error: {source} holds neither FROSTER nor CLIP weights (first keys: {short_list(state)})")
         state = dict(state)  # the caller may load the same tensors into the teacher
         fit_pos_embed(state, "visual.positional_embedding", self.model.visual.grid, source, "froster", log=log)
         return state
@@ -277,8 +293,12 @@ def _teacher_never_missing(module, incompatible):
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if TEACHER not in k]
 
 
+Model = FROSTER
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = FROSTER(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"), cfg["model"].get("teacher", "ViT-B/16"))
+    inp = cfg["input"]
+    model = FROSTER(class_names, inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model
 

@@ -36,12 +36,14 @@ one-hot coordinates, so q'.k' = scale q.k + bias and no N_q x N_k bias tensor is
 `math` is the explicit PySlowFast computation, kept as the reference the tests compare against).
 """
 import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.video_common import VideoInput, drop_path, drop_path_mask, load_pretrained, round_width
+from models.video_common import (PYSLOWFAST_MEAN, PYSLOWFAST_STD, VideoInput, drop_path, drop_path_mask, load_pretrained,
+                                 round_width)
 
 
 def attention_pool(x, pool, thw, has_cls, norm=None):
@@ -191,24 +193,25 @@ class Mlp(nn.Module):
 # the per-layer schedule of a PySlowFast MViT config
 
 
-def layer_schedule(m: dict, depth: int):
+def layer_schedule(depth: int, dim_mul, head_mul, pool_q_stride, pool_kvq_kernel, pool_kv_stride,
+                   pool_kv_stride_adaptive):
     """dim_mul / head_mul (length depth + 1) and per-layer pooling kernels and strides, as
     MViT.__init__ derives them from DIM_MUL, HEAD_MUL, POOL_Q_STRIDE, POOL_KVQ_KERNEL and
-    POOL_KV_STRIDE(_ADAPTIVE)."""
-    dim_mul, head_mul = [1.0] * (depth + 1), [1.0] * (depth + 1)
-    for i, v in m.get("dim_mul", []):
-        dim_mul[i] = v
-    for i, v in m.get("head_mul", []):
-        head_mul[i] = v
-    kernel = m.get("pool_kvq_kernel")
+    POOL_KV_STRIDE(_ADAPTIVE) (the model arguments of the same names)."""
+    dim_muls, head_muls = [1.0] * (depth + 1), [1.0] * (depth + 1)
+    for i, v in dim_mul:
+        dim_muls[i] = v
+    for i, v in head_mul:
+        head_muls[i] = v
+    kernel = pool_kvq_kernel
     pool_q, pool_kv = [[] for _ in range(depth)], [[] for _ in range(depth)]
     stride_q, stride_kv = [[] for _ in range(depth)], [[] for _ in range(depth)]
-    for i, *s in m.get("pool_q_stride", []):
+    for i, *s in pool_q_stride:
         stride_q[i] = list(s)
         pool_q[i] = list(kernel) if kernel is not None else [x + 1 if x > 1 else x for x in s]
-    kv_strides = [list(e) for e in m.get("pool_kv_stride", [])]
-    if m.get("pool_kv_stride_adaptive") is not None:
-        current, kv_strides = list(m["pool_kv_stride_adaptive"]), []
+    kv_strides = [list(e) for e in pool_kv_stride]
+    if pool_kv_stride_adaptive is not None:
+        current, kv_strides = list(pool_kv_stride_adaptive), []
         for i in range(depth):
             if len(stride_q[i]) > 0:
                 current = [max(current[d] // stride_q[i][d], 1) for d in range(len(current))]
@@ -216,16 +219,14 @@ def layer_schedule(m: dict, depth: int):
     for i, *s in kv_strides:
         stride_kv[i] = list(s)
         pool_kv[i] = list(kernel) if kernel is not None else [x + 1 if x > 1 else x for x in s]
-    return dim_mul, head_mul, pool_q, pool_kv, stride_q, stride_kv
+    return dim_muls, head_muls, pool_q, pool_kv, stride_q, stride_kv
 
 
-def attention_kwargs(m: dict, i, pool_q, pool_kv, stride_q, stride_kv, has_cls, rel_pos=True):
-    return dict(qkv_bias=m.get("qkv_bias", True), kernel_q=pool_q[i], kernel_kv=pool_kv[i], stride_q=stride_q[i],
-                stride_kv=stride_kv[i], has_cls=has_cls,
-                rel_pos_spatial=rel_pos and m.get("rel_pos_spatial", False),
-                rel_pos_temporal=rel_pos and m.get("rel_pos_temporal", False),
-                rel_pos_zero_init=m.get("rel_pos_zero_init", False), residual_pooling=m.get("residual_pooling", False),
-                attn_impl=m.get("attn_impl", "sdpa"))
+def layer_attention(attention: dict, schedule, i: int, has_cls: bool) -> dict:
+    """MultiScaleAttention's keyword arguments for layer i: the model's common ones and the layer's pooling."""
+    _, _, pool_q, pool_kv, stride_q, stride_kv = schedule
+    return dict(attention, kernel_q=pool_q[i], kernel_kv=pool_kv[i], stride_q=stride_q[i], stride_kv=stride_kv[i],
+                has_cls=has_cls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,24 +286,38 @@ class PatchEmbed(nn.Module):
 
 
 class MViT(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
+    """MViTv2 or, with `reversible`, Rev-MViT. The arguments after `*` are the recipe's model section
+    (PySlowFast's MVIT.* names, lower-cased); their defaults are PySlowFast's config defaults, and
+    mvitv2.yaml / revmvit.yaml hold the two architectures of the study."""
+
+    def __init__(self, num_classes: int = 400, frames: int = 16, size: int = 224,
+                 mean: Sequence[float] = PYSLOWFAST_MEAN, std: Sequence[float] = PYSLOWFAST_STD, *,
+                 reversible: bool = False, depth: int = 16, embed_dim: int = 96, num_heads: int = 1,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_kernel: Sequence[int] = (3, 7, 7),
+                 patch_stride: Sequence[int] = (2, 4, 4), patch_padding: Sequence[int] = (1, 3, 3),
+                 dim_mul: Sequence[Sequence[float]] = (), head_mul: Sequence[Sequence[float]] = (),
+                 pool_kvq_kernel: Optional[Sequence[int]] = None, pool_q_stride: Sequence[Sequence[int]] = (),
+                 pool_kv_stride: Sequence[Sequence[int]] = (), pool_kv_stride_adaptive: Optional[Sequence[int]] = None,
+                 cls_embed: bool = True, use_abs_pos: bool = False, sep_pos_embed: bool = False,
+                 rel_pos_spatial: bool = False, rel_pos_temporal: bool = False, rel_pos_zero_init: bool = False,
+                 residual_pooling: bool = False, dim_mul_in_att: bool = False, use_mean_pooling: bool = False,
+                 zero_decay_pos_cls: bool = False, drop_path: float = 0.1, dropout: float = 0.5,
+                 head_init_scale: float = 1.0, attn_impl: str = "sdpa", rev_buffer_layers: Sequence[int] = (),
+                 rev_respath_fuse: str = "concat", rev_pre_q_fusion: str = "avg", rev_res_path: str = "conv",
+                 rev_transition_drop_path: str = "output", reversible_backward: bool = True,
+                 grad_checkpointing: bool = False, bgr: bool = False):
         super().__init__()
-        m = cfg["model"]
-        self.reversible = bool(m.get("reversible", False))
-        depth, embed_dim, num_heads = m.get("depth", 16), m.get("embed_dim", 96), m.get("num_heads", 1)
-        mlp_ratio, dpr_max = m.get("mlp_ratio", 4.0), m.get("drop_path", 0.1)
-        self.has_cls = bool(m.get("cls_embed", True))
-        self.use_mean_pooling = m.get("use_mean_pooling", False)
-        self.grad_checkpointing = m.get("grad_checkpointing", False)
-        self.zero_decay_pos_cls = m.get("zero_decay_pos_cls", False)
-        frames, size = cfg["input"]["frames"], cfg["input"]["size"]
-        stride = m.get("patch_stride", [2, 4, 4])
-        self.patch_dims = [frames // stride[0], size // stride[1], size // stride[2]]
-        self.input = VideoInput(cfg["input"]["mean"], cfg["input"]["std"], m.get("bgr", False))
-        self.patch_embed = PatchEmbed(3, embed_dim, m.get("patch_kernel", [3, 7, 7]), stride, m.get("patch_padding", [1, 3, 3]))
+        self.reversible = reversible
+        self.has_cls = cls_embed
+        self.use_mean_pooling = use_mean_pooling
+        self.grad_checkpointing = grad_checkpointing
+        self.zero_decay_pos_cls = zero_decay_pos_cls
+        self.patch_dims = [frames // patch_stride[0], size // patch_stride[1], size // patch_stride[2]]
+        self.input = VideoInput(mean, std, bgr)
+        self.patch_embed = PatchEmbed(3, embed_dim, patch_kernel, patch_stride, patch_padding)
         if self.has_cls:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.use_abs_pos, self.sep_pos_embed = m.get("use_abs_pos", False), m.get("sep_pos_embed", False)
+        self.use_abs_pos, self.sep_pos_embed = use_abs_pos, sep_pos_embed
         t, h, w = self.patch_dims
         if self.use_abs_pos:
             if self.sep_pos_embed:
@@ -312,37 +327,43 @@ class MViT(nn.Module):
                     self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, embed_dim))
             else:
                 self.pos_embed = nn.Parameter(torch.zeros(1, t * h * w + self.has_cls, embed_dim))
-        dpr = [dpr_max * i / max(depth - 1, 1) for i in range(depth)]  # linear stochastic-depth rule
-        schedule = layer_schedule(m, depth)
-        dim_mul, head_mul, pool_q, pool_kv, stride_q, stride_kv = schedule
+        dpr = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # linear stochastic-depth rule
+        schedule = layer_schedule(depth, dim_mul, head_mul, pool_q_stride, pool_kvq_kernel, pool_kv_stride,
+                                  pool_kv_stride_adaptive)
+        dim_muls, head_muls, _, _, stride_q, _ = schedule
+        attention = dict(qkv_bias=qkv_bias, rel_pos_spatial=rel_pos_spatial, rel_pos_temporal=rel_pos_temporal,
+                         rel_pos_zero_init=rel_pos_zero_init, residual_pooling=residual_pooling, attn_impl=attn_impl)
         input_size = list(self.patch_dims)
         if self.reversible:
             if self.has_cls:
                 raise SystemExit("error: the reversible MViT takes no class token (set model.cls_embed: false)")
-            self.rev_backbone = ReversibleMViT(m, input_size, embed_dim, num_heads, dpr, schedule)
-            embed_dim = round_width(embed_dim, math.prod(dim_mul), divisor=num_heads)
-            self.fuse_mode = m.get("rev_respath_fuse", "concat")
+            self.rev_backbone = ReversibleMViT(input_size, embed_dim, num_heads, dpr, schedule, attention, mlp_ratio,
+                                               rev_buffer_layers, rev_pre_q_fusion, rev_res_path,
+                                               rev_transition_drop_path, reversible_backward)
+            embed_dim = round_width(embed_dim, math.prod(dim_muls), divisor=num_heads)
+            self.fuse_mode = rev_respath_fuse
             out_dim = 2 * embed_dim if self.fuse_mode == "concat" else embed_dim
         else:
             self.blocks = nn.ModuleList()
             for i in range(depth):
-                num_heads = round_width(num_heads, head_mul[i])
-                if m.get("dim_mul_in_att", False):
-                    dim_out = round_width(embed_dim, dim_mul[i], divisor=round_width(num_heads, head_mul[i]))
+                num_heads = round_width(num_heads, head_muls[i])
+                if dim_mul_in_att:
+                    dim_out = round_width(embed_dim, dim_muls[i], divisor=round_width(num_heads, head_muls[i]))
                 else:
-                    dim_out = round_width(embed_dim, dim_mul[i + 1], divisor=round_width(num_heads, head_mul[i + 1]))
-                kw = attention_kwargs(m, i, pool_q, pool_kv, stride_q, stride_kv, self.has_cls)
+                    dim_out = round_width(embed_dim, dim_muls[i + 1], divisor=round_width(num_heads, head_muls[i + 1]))
+                kw = layer_attention(attention, schedule, i, self.has_cls)
                 self.blocks.append(MultiScaleBlock(embed_dim, dim_out, num_heads, input_size, mlp_ratio, dpr[i],
-                                                   m.get("dim_mul_in_att", False), kw))
+                                                   dim_mul_in_att, kw))
                 if len(stride_q[i]) > 0:
                     input_size = [s // st for s, st in zip(input_size, stride_q[i])]
                 embed_dim = dim_out
             out_dim = embed_dim
         self.norm = nn.LayerNorm(out_dim, eps=1e-6)
-        self.head = TransformerHead(out_dim, num_classes, m.get("dropout", 0.5))
-        self._init_weights(m)
+        self.num_features = out_dim
+        self.head = TransformerHead(out_dim, num_classes, dropout)
+        self._init_weights(head_init_scale)
 
-    def _init_weights(self, m):
+    def _init_weights(self, head_init_scale: float):
         """MViT._init_weights: trunc-normal(0.02) weights, Linear bias 0.02, LayerNorm 1 / 0.02."""
         for mod in self.modules():
             if isinstance(mod, (nn.Linear, nn.Conv3d)):
@@ -355,10 +376,9 @@ class MViT(nn.Module):
         for name in ("pos_embed", "pos_embed_spatial", "pos_embed_temporal", "pos_embed_class", "cls_token"):
             if hasattr(self, name):
                 nn.init.trunc_normal_(getattr(self, name), std=0.02)
-        scale = m.get("head_init_scale", 1.0)
         with torch.no_grad():
-            self.head.projection.weight.mul_(scale)
-            self.head.projection.bias.mul_(scale)
+            self.head.projection.weight.mul_(head_init_scale)
+            self.head.projection.bias.mul_(head_init_scale)
 
     def tokens(self, video):
         x = self.patch_embed(self.input(video))
@@ -379,22 +399,29 @@ class MViT(nn.Module):
                 x = x + self.pos_embed
         return x
 
-    def forward(self, video):
-        x = self.tokens(video)
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> the normalised class token, or the token average [B, num_features]."""
+        x = self.tokens(clips)
         if self.reversible:
             x = self.rev_backbone(x)
             if self.use_mean_pooling:
-                return self.head(self.norm(two_stream_fuse(x, self.fuse_mode).mean(1)))
-            return self.head(two_stream_fuse(self.norm(x), self.fuse_mode).mean(1))
+                return self.norm(two_stream_fuse(x, self.fuse_mode).mean(1))
+            return two_stream_fuse(self.norm(x), self.fuse_mode).mean(1)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
         if self.use_mean_pooling:
-            return self.head(self.norm(x[:, int(self.has_cls):].mean(1)))
+            return self.norm(x[:, int(self.has_cls):].mean(1))
         x = self.norm(x)
-        return self.head(x[:, 0] if self.has_cls else x.mean(1))
+        return x[:, 0] if self.has_cls else x.mean(1)
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         """MVIT.ZERO_DECAY_POS_CLS (False in both study configs: only 1-D parameters skip decay)."""
@@ -574,31 +601,31 @@ class ReversibleMViT(nn.Module):
     """The reversible backbone (`rev_backbone.layers.N`): reversible stages separated by
     StageTransitionBlocks at model.rev_buffer_layers (the query-pooling layers)."""
 
-    def __init__(self, m, input_size, embed_dim, num_heads, dpr, schedule):
+    def __init__(self, input_size, embed_dim, num_heads, dpr, schedule, attention: dict, mlp_ratio: float,
+                 buffer_layers, pre_q_fusion: str = "avg", res_path: str = "conv", transition_drop_path: str = "output",
+                 custom_backward: bool = True):
         super().__init__()
-        dim_mul, head_mul, pool_q, pool_kv, stride_q, stride_kv = schedule
+        dim_mul, head_mul, _, _, stride_q, _ = schedule
         depth = len(dpr)
-        transitions = set(m.get("rev_buffer_layers", []))
+        transitions = set(buffer_layers)
         if 0 in transitions or depth - 1 in transitions:
             raise SystemExit("error: model.rev_buffer_layers must leave the first and the last layer reversible")
-        pre_q_fusion = m.get("rev_pre_q_fusion", "avg")
-        self.custom_backward = m.get("reversible_backward", True)
+        self.custom_backward = custom_backward
         self.layers = nn.ModuleList()
         input_size = list(input_size)
         for i in range(depth):
             num_heads = round_width(num_heads, head_mul[i])
             embed_dim = round_width(embed_dim, dim_mul[i - 1] if i > 0 else 1.0, divisor=num_heads)
             dim_out = round_width(embed_dim, dim_mul[i], divisor=round_width(num_heads, head_mul[i + 1]))
-            kw = attention_kwargs(m, i, pool_q, pool_kv, stride_q, stride_kv, has_cls=False)
+            kw = layer_attention(attention, schedule, i, has_cls=False)
             if i in transitions:
                 mult = 2 if "concat" in pre_q_fusion else 1
-                layer = StageTransitionBlock(embed_dim * mult, dim_out, input_size, num_heads, m.get("mlp_ratio", 4.0),
-                                             dpr[i], kw, pre_q_fusion, m.get("rev_res_path", "conv"),
-                                             m.get("rev_transition_drop_path", "output"))
+                layer = StageTransitionBlock(embed_dim * mult, dim_out, input_size, num_heads, mlp_ratio, dpr[i], kw,
+                                             pre_q_fusion, res_path, transition_drop_path)
             else:
                 if dim_out != embed_dim or len(stride_q[i]) > 0 and math.prod(stride_q[i]) > 1:
                     raise SystemExit(f"error: layer {i} changes width or resolution but is not in model.rev_buffer_layers")
-                layer = ReversibleBlock(embed_dim, input_size, num_heads, m.get("mlp_ratio", 4.0), dpr[i], kw)
+                layer = ReversibleBlock(embed_dim, input_size, num_heads, mlp_ratio, dpr[i], kw)
             self.layers.append(layer)
             if len(stride_q[i]) > 0:
                 input_size = [s // st for s, st in zip(input_size, stride_q[i])]
@@ -635,7 +662,11 @@ class ReversibleMViT(nn.Module):
         return x
 
 
+Model = MViT
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = MViT(cfg, len(class_names))
-    load_pretrained(model, cfg.get("pretrained"), cfg.get("model_name", "mvit"))
+    inp = cfg["input"]
+    model = MViT(len(class_names), inp["frames"], inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    load_pretrained(model, cfg["pretrained"], cfg.get("model_name", "mvit"))
     return model

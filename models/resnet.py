@@ -19,11 +19,13 @@ projection (AdaptiveAvgPool) and returns logits; PySlowFast applies its fixed 7x
 convolutionally and averages softmax scores, which differs only when the test crop is larger than
 224 (its TEST_CROP_SIZE 256).
 """
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 
-from models.video_common import (VideoInput, batchnorm_param_names, checkpointed, drop_path,
-                                 init_pyslowfast_cnn, load_pretrained)
+from models.video_common import (PYSLOWFAST_MEAN, PYSLOWFAST_STD, VideoInput, batchnorm_param_names, checkpointed,
+                                 drop_path, init_pyslowfast_cnn, load_pretrained)
 
 STAGE_DEPTH = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -143,59 +145,75 @@ def bottleneck_stage(dim_in, dim_out, dim_inner, num_blocks, stride, temporal_ke
 
 
 class BasicHead(nn.Module):
-    """ResNetBasicHead: global average pool per pathway, concatenate, dropout, linear `projection`."""
+    """ResNetBasicHead: global average pool per pathway and concatenate (features), then dropout and
+    the linear `projection` (forward)."""
 
     def __init__(self, dims_in, num_classes, dropout=0.5):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(sum(dims_in), num_classes)
 
-    def forward(self, xs):
-        x = torch.cat([x.mean(dim=(2, 3, 4)) for x in xs], dim=1)
-        return self.projection(self.dropout(x))
+    @staticmethod
+    def features(xs):
+        return torch.cat([x.mean(dim=(2, 3, 4)) for x in xs], dim=1)
+
+    def forward(self, z):
+        return self.projection(self.dropout(z))
 
 
 class ResNet(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
+    """C2D / I3D ResNet (`arch`); the arguments after `*` are the recipe's model section (PySlowFast's
+    names, lower-cased; C2D ResNet-50 by default)."""
+
+    def __init__(self, num_classes: int = 400, mean: Sequence[float] = PYSLOWFAST_MEAN,
+                 std: Sequence[float] = PYSLOWFAST_STD, *, arch: str = "c2d", depth: int = 50,
+                 blocks: Optional[Sequence[int]] = None, width: int = 64, num_groups: int = 1, dropout: float = 0.5,
+                 fc_init_std: float = 0.01, zero_init_final_bn: bool = True, grad_checkpointing: bool = False,
+                 channels_last: bool = False, bgr: bool = False):
         super().__init__()
-        m = cfg["model"]
-        arch = m.get("arch", "c2d")
         if arch not in TEMPORAL_KERNELS:
             raise SystemExit(f"error: model.arch must be one of {sorted(TEMPORAL_KERNELS)}, got {arch!r}")
-        depth = m.get("depth", 50)
-        blocks = m.get("blocks") or STAGE_DEPTH[depth]
-        width = m.get("width", 64)  # RESNET.WIDTH_PER_GROUP
-        groups = m.get("num_groups", 1)
-        inner = groups * width  # dim_inner of res2, doubled per stage
+        blocks = blocks or STAGE_DEPTH[depth]
+        inner = num_groups * width  # dim_inner of res2, doubled per stage (width: RESNET.WIDTH_PER_GROUP)
         tk = TEMPORAL_KERNELS[arch]
-        ckpt = m.get("grad_checkpointing", False)
 
-        self.input = VideoInput(cfg["input"]["mean"], cfg["input"]["std"], m.get("bgr", False), m.get("channels_last", False))
+        self.input = VideoInput(mean, std, bgr, channels_last)
         self.s1 = VideoStem([BasicStem(3, width, tk[0][0])])
         dims = [width, width * 4, width * 8, width * 16, width * 32]
         for s in range(4):
-            stage = bottleneck_stage(dims[s], dims[s + 1], inner * 2 ** s, blocks[s], 1 if s == 0 else 2, tk[s + 1], groups)
-            self.add_module(f"s{s + 2}", ResStage([stage], ckpt))
+            stage = bottleneck_stage(dims[s], dims[s + 1], inner * 2 ** s, blocks[s], 1 if s == 0 else 2, tk[s + 1],
+                                     num_groups)
+            self.add_module(f"s{s + 2}", ResStage([stage], grad_checkpointing))
             if s == 0:
                 t = POOL1[arch]
                 self.pathway0_pool = nn.MaxPool3d((t, 1, 1), stride=(t, 1, 1)) if t > 1 else nn.Identity()
-        self.head = BasicHead([dims[-1]], num_classes, m.get("dropout", 0.5))
-        init_pyslowfast_cnn(self, m.get("fc_init_std", 0.01), m.get("zero_init_final_bn", True))
-        if m.get("channels_last", False):
+        self.num_features = dims[-1]
+        self.head = BasicHead([dims[-1]], num_classes, dropout)
+        init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
+        if channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, video):
-        x = [self.input(video)]
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> res5 averaged over time and space [B, 2048]."""
+        x = [self.input(clips)]
         x = self.s2(self.s1(x))
         x = [self.pathway0_pool(x[0])]
-        x = self.s5(self.s4(self.s3(x)))
-        return self.head(x)
+        return self.head.features(self.s5(self.s4(self.s3(x))))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)
 
 
+Model = ResNet
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = ResNet(cfg, len(class_names))
-    load_pretrained(model, cfg.get("pretrained"), cfg.get("model_name", "resnet"))
+    model = ResNet(len(class_names), cfg["input"]["mean"], cfg["input"]["std"], **cfg["model"])
+    load_pretrained(model, cfg["pretrained"], cfg.get("model_name", "resnet"))
     return model

@@ -18,11 +18,14 @@ The residual blocks are those of resnet.py; names are PySlowFast's (`s1.pathway1
 `s1_fuse.conv_f2s`, `s4.pathway0_res3.branch2.a`, `head.projection`). The head is global average
 pooling followed by the projection (see resnet.py for the test-time difference from PySlowFast).
 """
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 
 from models.resnet import STAGE_DEPTH, BasicHead, BasicStem, ResStage, VideoStem, bottleneck_stage
-from models.video_common import VideoInput, batchnorm_param_names, init_pyslowfast_cnn, load_pretrained
+from models.video_common import (PYSLOWFAST_MEAN, PYSLOWFAST_STD, VideoInput, batchnorm_param_names, init_pyslowfast_cnn,
+                                 load_pretrained)
 
 # Temporal kernels (stem, res2..res5) of the Slow and the Fast pathway.
 SLOW_KERNELS = [[1], [1], [1], [3], [3]]
@@ -49,22 +52,25 @@ class FuseFastToSlow(nn.Module):
 
 
 class SlowFast(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
+    """The arguments after `*` are the recipe's model section (PySlowFast's names, lower-cased;
+    SlowFast-R50 8x8 by default)."""
+
+    def __init__(self, num_classes: int = 400, mean: Sequence[float] = PYSLOWFAST_MEAN,
+                 std: Sequence[float] = PYSLOWFAST_STD, *, alpha: int = 4, beta_inv: int = 8,
+                 fusion_conv_channel_ratio: int = 2, fusion_kernel: int = 7, depth: int = 50,
+                 blocks: Optional[Sequence[int]] = None, width: int = 64, dropout: float = 0.5,
+                 fc_init_std: float = 0.01, zero_init_final_bn: bool = True, grad_checkpointing: bool = False,
+                 channels_last: bool = False, bgr: bool = False):
         super().__init__()
-        m = cfg["model"]
-        self.alpha = m.get("alpha", 4)
-        beta_inv = m.get("beta_inv", 8)
-        ratio = m.get("fusion_conv_channel_ratio", 2)
-        kernel = m.get("fusion_kernel", 7)
-        blocks = m.get("blocks") or STAGE_DEPTH[m.get("depth", 50)]
-        width = m.get("width", 64)
-        ckpt = m.get("grad_checkpointing", False)
+        self.alpha = alpha
+        ratio = fusion_conv_channel_ratio
+        blocks = blocks or STAGE_DEPTH[depth]
         fw = width // beta_inv  # Fast pathway width
         out_dim_ratio = beta_inv // ratio  # Slow channels / channels the fusion adds to them
 
-        self.input = VideoInput(cfg["input"]["mean"], cfg["input"]["std"], m.get("bgr", False), m.get("channels_last", False))
+        self.input = VideoInput(mean, std, bgr, channels_last)
         self.s1 = VideoStem([BasicStem(3, width, SLOW_KERNELS[0][0]), BasicStem(3, fw, FAST_KERNELS[0][0])])
-        self.s1_fuse = FuseFastToSlow(fw, ratio, kernel, self.alpha)
+        self.s1_fuse = FuseFastToSlow(fw, ratio, fusion_kernel, alpha)
         dims = [width, width * 4, width * 8, width * 16, width * 32]
         for s in range(4):
             slow_in = dims[s] + dims[s] // out_dim_ratio
@@ -72,12 +78,13 @@ class SlowFast(nn.Module):
             slow = bottleneck_stage(slow_in, dims[s + 1], width * 2 ** s, blocks[s], stride, SLOW_KERNELS[s + 1])
             fast = bottleneck_stage(dims[s] // beta_inv, dims[s + 1] // beta_inv, width * 2 ** s // beta_inv,
                                     blocks[s], stride, FAST_KERNELS[s + 1])
-            self.add_module(f"s{s + 2}", ResStage([slow, fast], ckpt))
+            self.add_module(f"s{s + 2}", ResStage([slow, fast], grad_checkpointing))
             if s < 3:
-                self.add_module(f"s{s + 2}_fuse", FuseFastToSlow(dims[s + 1] // beta_inv, ratio, kernel, self.alpha))
-        self.head = BasicHead([dims[-1], dims[-1] // beta_inv], num_classes, m.get("dropout", 0.5))
-        init_pyslowfast_cnn(self, m.get("fc_init_std", 0.01), m.get("zero_init_final_bn", True))
-        if m.get("channels_last", False):
+                self.add_module(f"s{s + 2}_fuse", FuseFastToSlow(dims[s + 1] // beta_inv, ratio, fusion_kernel, alpha))
+        self.num_features = dims[-1] + dims[-1] // beta_inv
+        self.head = BasicHead([dims[-1], dims[-1] // beta_inv], num_classes, dropout)
+        init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
+        if channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
     def pathways(self, x):
@@ -88,19 +95,29 @@ class SlowFast(nn.Module):
         index = torch.linspace(0, t - 1, t // self.alpha, device=x.device).long()
         return [x.index_select(2, index), x]
 
-    def forward(self, video):
-        x = self.pathways(self.input(video))
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> both pathways' res5 averaged and concatenated [B, 2048 + 256]."""
+        x = self.pathways(self.input(clips))
         x = self.s1_fuse(self.s1(x))
         x = self.s2_fuse(self.s2(x))
         x = self.s3_fuse(self.s3(x))
         x = self.s4_fuse(self.s4(x))
-        return self.head(self.s5(x))
+        return self.head.features(self.s5(x))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)
 
 
+Model = SlowFast
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = SlowFast(cfg, len(class_names))
-    load_pretrained(model, cfg.get("pretrained"), cfg.get("model_name", "slowfast"))
+    model = SlowFast(len(class_names), cfg["input"]["mean"], cfg["input"]["std"], **cfg["model"])
+    load_pretrained(model, cfg["pretrained"], cfg.get("model_name", "slowfast"))
     return model

@@ -37,31 +37,30 @@ Pretrained (recipe key `pretrained`):
     time_embed / pos_embed are resampled to this model's frames / size, and a head of another
     class count is dropped;
   * 'none'.
-The released SSv2 checkpoint was most likely trained on BGR frames (implementations.md §7.4): set
-model.bgr true to evaluate it.
+The released SSv2 checkpoint was most likely trained on BGR frames (inferred: TimeSformer's SSv2 loader
+decodes frames with cv2, and the REVERSE_INPUT_CHANNEL swap of its config sits in pack_pathway_output,
+which the ViT architecture skips): set model.bgr true to evaluate it.
 
 The original code is CC BY-NC 4.0; nothing of it is used here beyond parameter names and shapes.
 """
-import sys
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from models.clip import DropPath, fit_pos_embed, init_linear_and_norm, resize_pos_embed, without_key_bias
-from models.weights import cache_dir, download, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
+from models.clip import DropPath, init_linear_and_norm, resize_pos_embed, without_key_bias
+from models.video_common import PYSLOWFAST_MEAN, PYSLOWFAST_STD
+from models.weights import (cache_dir, download, drop_other_head, extract_state_dict, fit_pos_embed, load_checked,
+                            log_to_stderr, no_weights, read_checkpoint)
 
 # timm's ViT-B/16 ImageNet-21k + 1k weights, the original TimeSformer initialisation. The 8 hex
 # digits of the file name are the start of its SHA256 (torch.hub convention).
 IMAGENET_URL = ("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/"
                 "jx_vit_base_p16_224-80ecf9dd.pth")
 IMAGENET_NAMES = ("imagenet", "vit_base_patch16_224", "jx_vit_base_p16_224")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 class Attention(nn.Module):
@@ -193,37 +192,48 @@ class VisionTransformer(nn.Module):
             x = checkpoint(blk, x, t, use_reentrant=False) if recompute else blk(x, t)
         return self.norm(x)[:, 0]
 
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(z))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.forward_features(x)))
+        return self.forward_head(self.forward_features(x))
 
 
 class TimeSformer(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits; normalisation with the recipe's mean/std inside. The
+    arguments after `*` are the recipe's model section (TimeSformer ViT-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, frames: int = 8, size: int = 224,
+                 mean: Sequence[float] = PYSLOWFAST_MEAN, std: Sequence[float] = PYSLOWFAST_STD, *,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, patch_size: int = 16,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.1, drop: float = 0.0,
+                 attn_drop: float = 0.0, dropout: float = 0.0, bgr: bool = False, grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
         self.model = VisionTransformer(
-            img_size=inp["size"], patch_size=m.get("patch_size", 16), num_classes=num_classes,
-            embed_dim=m.get("embed_dim", 768), depth=m.get("depth", 12), num_heads=m.get("num_heads", 12),
-            mlp_ratio=m.get("mlp_ratio", 4.0), qkv_bias=m.get("qkv_bias", True), drop_rate=m.get("drop", 0.0),
-            attn_drop_rate=m.get("attn_drop", 0.0), drop_path_rate=m.get("drop_path", 0.1), num_frames=inp["frames"],
-            dropout=m.get("dropout", 0.0), grad_checkpointing=m.get("grad_checkpointing", False))
-        self.bgr = bool(m.get("bgr", False))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+            img_size=size, patch_size=patch_size, num_classes=num_classes, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop, attn_drop_rate=attn_drop,
+            drop_path_rate=drop_path, num_frames=frames, dropout=dropout, grad_checkpointing=grad_checkpointing)
+        self.bgr, self.num_features = bgr, embed_dim
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        x = video.flip(2) if self.bgr else video
-        x = (x.to(self.mean.dtype) - self.mean) / self.std
-        return self.model(x)
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> the class token after the last norm [B, D]."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        x = clips.flip(2) if self.bgr else clips
+        return self.model.forward_features((x.to(self.mean.dtype) - self.mean) / self.std)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         return {"model.pos_embed", "model.cls_token", "model.time_embed"}
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         state, source = read_timesformer_weights(spec, log=log)
         if state is None:
             return {"loaded": 0}
@@ -234,7 +244,7 @@ class TimeSformer(nn.Module):
 # weights
 
 
-def read_timesformer_weights(spec, log=_log):
+def read_timesformer_weights(spec, log=log_to_stderr):
     """(state dict with `model.` keys, source) for a pretrained spec; (None, None) for 'none'."""
     if no_weights(spec):
         return None, None
@@ -258,7 +268,7 @@ def read_timesformer_weights(spec, log=_log):
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source
 
 
-def imagenet_to_timesformer(state: dict, log=_log) -> dict:
+def imagenet_to_timesformer(state: dict, log=log_to_stderr) -> dict:
     """An image ViT (timm names under `model.`) -> TimeSformer keys, as the original initialisation:
     each block's attn.* and norm1.* copied to temporal_attn.* / temporal_norm1.*, the ImageNet head
     (and pre_logits) dropped; time_embed and temporal_fc are left to the model's initialisation."""
@@ -276,7 +286,7 @@ def imagenet_to_timesformer(state: dict, log=_log) -> dict:
     return out
 
 
-def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
+def load_into(model: TimeSformer, state: dict, source: str, log=log_to_stderr) -> dict:
     """Fit `state` (`model.` keys) to `model` and load it: time_embed (nearest, as the original) and
     pos_embed (bicubic) resampled to the model's frames and size; a head of another class count
     dropped; after an ImageNet mapping, time_embed / temporal_fc / head may be missing. Anything else
@@ -295,7 +305,11 @@ def load_into(model: TimeSformer, state: dict, source: str, log=_log) -> dict:
     return load_checked(model, state, source, name="timesformer", allow_missing=allow_missing, log=log)
 
 
+Model = TimeSformer
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = TimeSformer(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = TimeSformer(len(class_names), inp["frames"], inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -49,7 +49,7 @@ Differences from the official code, none of which changes a name or a shape:
     CHECKPOINT_NUM blocks.
 
 Pretrained (recipe key `pretrained`):
-  * 'ViT-B/16' (default) or a CLIP file: OpenAI CLIP weights through models.clip (the `visual.*`
+  * 'ViT-B/16' (default) or a CLIP file: OpenAI CLIP weights through models.weights (the `visual.*`
     tensors; ln_post and proj are unused, as in the original), or a visual-only CLIP state dict
     without the `visual.` prefix (the original's vit_b16.pth, mmaction2's clipVisualEncoder files).
     conv1 is inflated to 3-D by putting the 2-D kernel at the temporal centre (zeros elsewhere), as
@@ -60,10 +60,9 @@ Pretrained (recipe key `pretrained`):
     of another class count is dropped with a message; every other mismatch is a one-line error;
   * 'none'.
 """
-import sys
 from collections import OrderedDict
 from functools import partial
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -71,9 +70,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from models.clip import (DropPath, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-                         fit_pos_embed, load_clip_visual_state, resize_pos_embed)
-from models.video_common import checkpointed
-from models.weights import drop_other_head, load_checked
+                         resize_pos_embed)
+from models.weights import drop_other_head, fit_pos_embed, load_checked, load_clip_visual_state, log_to_stderr
+from models.video_common import PYSLOWFAST_MEAN, PYSLOWFAST_STD, checkpointed
 
 HEAD_KEYS = ("backbone.transformer.proj.2.weight", "backbone.transformer.proj.2.bias")
 # tensors of a CLIP image tower that UniFormerV2 has no use for
@@ -81,10 +80,6 @@ CLIP_UNUSED = ("ln_post.weight", "ln_post.bias", "proj")
 # backbone tensors that CLIP weights do not provide
 NEW_MODULES = ("transformer.resblocks.*.lmhra*", "transformer.temporal_cls_token", "transformer.dpe.*",
                "transformer.dec.*", "transformer.proj.*", "transformer.balance")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +190,8 @@ class GlobalUniBlock(nn.Module):
 class UniTransformer(Transformer):
     """The core Transformer of LocalUniBlocks plus the global path: after each layer of return_list,
     DPE + a GlobalUniBlock on the query; then the CLS/query fusion and the classifier `proj`.
-    forward(x [N*T, 1 + h*w, D], frames=T, grid=(h, w)) -> logits [N, num_classes]."""
+    forward(x [N*T, 1 + h*w, D], frames=T, grid=(h, w)) -> the fused features [N, D] (the classifier
+    `proj` is applied by the caller)."""
 
     def __init__(self, width: int, layers: int, heads: int, num_classes: int, *, return_list, lmhra: int = 0,
                  dw_reduction: float = 1.5, backbone_drop_path: float = 0.0, n_head: Optional[int] = None, mlp_factor: float = 4.0,
@@ -242,12 +238,12 @@ class UniTransformer(Transformer):
                 j += 1
         weight = torch.sigmoid(self.balance)
         residual = x[:, 0].reshape(n, frames, d).mean(1)
-        return self.proj((1 - weight) * query[:, 0] + weight * residual)
+        return (1 - weight) * query[:, 0] + weight * residual
 
 
 class UniFormerV2Backbone(nn.Module):
     """The official `VisionTransformer` of uniformerv2_model.py: forward(frames [N, T, 3, H, W],
-    normalised) -> logits."""
+    normalised) -> the fused features before the classifier `transformer.proj`."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, num_classes: int,
                  *, temporal_downsample: bool = False, kernel_size: int = 3, **transformer):
@@ -292,28 +288,40 @@ def inflate_center(weight_2d: torch.Tensor, time: int) -> torch.Tensor:
 
 
 class UniFormerV2(nn.Module):
-    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside."""
+    """uint8 video [B, T, 3, H, W] -> logits [B, classes]; normalisation with the recipe's mean/std inside.
+    The arguments after `*` are the recipe's model section (the original's options, lower-cased;
+    UniFormerV2-B/16 by default)."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, num_classes: int = 400, size: int = 224, mean: Sequence[float] = PYSLOWFAST_MEAN,
+                 std: Sequence[float] = PYSLOWFAST_STD, *, width: int = 768, layers: int = 12,
+                 heads: Optional[int] = None, patch_size: int = 16, temporal_downsample: bool = False,
+                 kernel_size: int = 3, no_lmhra: bool = False, double_lmhra: bool = True, dw_reduction: float = 1.5,
+                 return_list: Sequence[int] = (8, 9, 10, 11), n_head: Optional[int] = None, mlp_factor: float = 4.0,
+                 backbone_drop_path: float = 0.0, drop_path: float = 0.0,
+                 mlp_dropout: Union[float, Sequence[float]] = 0.5, cls_dropout: float = 0.5,
+                 grad_checkpointing: bool = False):
         super().__init__()
-        m, inp = cfg["model"], cfg["input"]
-        width = m.get("width", 768)
-        heads = m.get("heads") or max(width // 64, 1)
-        lmhra = 0 if m.get("no_lmhra", False) else (2 if m.get("double_lmhra", True) else 1)
         self.backbone = UniFormerV2Backbone(
-            inp["size"], m.get("patch_size", 16), width, m.get("layers", 12), heads, num_classes,
-            temporal_downsample=m.get("temporal_downsample", False), kernel_size=m.get("kernel_size", 3),
-            return_list=m.get("return_list", [8, 9, 10, 11]), lmhra=lmhra, dw_reduction=m.get("dw_reduction", 1.5),
-            backbone_drop_path=m.get("backbone_drop_path", 0.0), n_head=m.get("n_head"),
-            mlp_factor=m.get("mlp_factor", 4.0), drop_path=m.get("drop_path", 0.0), mlp_dropout=m.get("mlp_dropout", 0.5),
-            cls_dropout=m.get("cls_dropout", 0.5), grad_checkpointing=m.get("grad_checkpointing", False))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+            size, patch_size, width, layers, heads or max(width // 64, 1), num_classes,
+            temporal_downsample=temporal_downsample, kernel_size=kernel_size, return_list=return_list,
+            lmhra=0 if no_lmhra else (2 if double_lmhra else 1), dw_reduction=dw_reduction,
+            backbone_drop_path=backbone_drop_path, n_head=n_head, mlp_factor=mlp_factor, drop_path=drop_path,
+            mlp_dropout=mlp_dropout, cls_dropout=cls_dropout, grad_checkpointing=grad_checkpointing)
+        self.num_features = width
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        return self.backbone((video.to(self.mean.dtype) - self.mean) / self.std)
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> the fusion of the global query and the class tokens [B, D]."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        return self.backbone((clips.to(self.mean.dtype) - self.mean) / self.std)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.backbone.transformer.proj(z)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         """None beyond the harness's 1-D rule: the original decays positional_embedding,
@@ -323,7 +331,7 @@ class UniFormerV2(nn.Module):
     # -----------------------------------------------------------------------------------------
     # weights
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         kind, state, source = load_clip_visual_state(spec, "UniFormerV2", release_prefix="backbone.",
                                                      containers=("model_state", "state_dict", "model"), log=log)
         if kind is None:
@@ -332,7 +340,7 @@ class UniFormerV2(nn.Module):
             return self.load_clip_visual(state, source, log=log)
         return self.load_release(state, source, log=log)
 
-    def load_clip_visual(self, visual: dict, source: str, log=_log) -> dict:
+    def load_clip_visual(self, visual: dict, source: str, log=log_to_stderr) -> dict:
         """A CLIP image tower's tensors (no `visual.` prefix) into the backbone: conv1 inflated,
         positions resampled to this input size, ln_post/proj left out, new modules at their init."""
         visual = dict(visual)
@@ -347,7 +355,7 @@ class UniFormerV2(nn.Module):
             log(f"uniformerv2: {', '.join(unused)} of {source} are not used (UniFormerV2 has no ln_post / CLIP proj)")
         return report
 
-    def load_release(self, state: dict, source: str, log=_log) -> dict:
+    def load_release(self, state: dict, source: str, log=log_to_stderr) -> dict:
         """A released UniFormerV2 state dict (`backbone.` keys, official or mmaction2 layout) into the
         model; a head of another class count is dropped and keeps its initialisation."""
         state = from_mmaction2(state)
@@ -372,7 +380,11 @@ def from_mmaction2(state: dict) -> dict:
     return out
 
 
+Model = UniFormerV2
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = UniFormerV2(cfg, len(class_names))
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = UniFormerV2(len(class_names), inp["size"], inp["mean"], inp["std"], **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -18,7 +18,11 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from models.weights import _log, drop_other_head, extract_state_dict, load_checked, no_weights, read_checkpoint
+from models.weights import drop_other_head, extract_state_dict, load_checked, log_to_stderr, no_weights, read_checkpoint
+
+# PySlowFast's DATA.MEAN / DATA.STD (0.45 / 0.225) in 0-255 units: the normalisation of its models
+# trained from scratch, and of UniFormerV2's and TimeSformer's recipes.
+PYSLOWFAST_MEAN, PYSLOWFAST_STD = (114.75,) * 3, (57.375,) * 3
 
 
 class VideoInput(nn.Module):
@@ -130,7 +134,7 @@ def checkpointed(module: nn.Module, *args):
 HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
 
 
-def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_name: str = "model", log=_log) -> dict:
+def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_name: str = "model", log=log_to_stderr) -> dict:
     """Copy `state` into `model` (models/weights.py load_checked: names and shapes must match), except
     that a classifier head (head.projection.*) of another class count is dropped and keeps its init,
     and BatchNorm `num_batches_tracked` counters may be absent (unused with a fixed momentum)."""
@@ -140,7 +144,7 @@ def load_state(model: nn.Module, state: dict, source: str = "checkpoint", model_
     return {**report, "dropped_head": dropped}
 
 
-def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=_log) -> dict:
+def load_pretrained(model: nn.Module, spec, model_name: str = "model", log=log_to_stderr) -> dict:
     """Load the checkpoint file `spec` ({'model_state': ...} as PySlowFast saves it, a plain or DDP
     state dict) into `model`; 'none'/None/'' keeps the fresh initialisation."""
     if no_weights(spec):

@@ -8,7 +8,7 @@ video, both towers, with nothing added.
 
 Both towers and logit_scale are trained (the release's `USE: both`); the prompts run through the
 text tower at every training step, so the text features carry gradients. In evaluation they are
-computed once per label space and cached (models.clip.ClassTexts: recomputed after
+computed once per label space and cached (models.class_texts.ClassTexts: recomputed after
 set_class_names and whenever the text weights change, e.g. when training resumes). token_embedding
 is never trained: ViFi-CLIP embeds its prompts once with OpenAI's table and keeps no embedding
 layer, so it is frozen here.
@@ -33,23 +33,20 @@ Deviations from the published code: batch-first SDPA attention (the core's); fp3
 with autocast instead of apex O1; X-CLIP's colour jitter / grayscale augmentations (ViFi-CLIP's data
 pipeline is X-CLIP's) are not in the harness. Recipe: vificlip.yaml.
 """
-import sys
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (CLIP, JIT_EXTRAS, ClassTexts, clip_arguments, fit_pos_embed, load_clip_state_dict,
-                         read_pretrained, text_settings)
-from models.weights import _names, extract_state_dict, load_checked, no_weights
+from models.class_texts import ClassTexts, text_settings
+from models.clip import CLIP, IMAGENET_MEAN, IMAGENET_STD
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, load_clip_state_dict,
+                            log_to_stderr, no_weights, read_pretrained, short_list)
 
 # Class-dependent buffers of ViFi-CLIP's prompt learner: saved by its training code, deleted by all of
-# its loaders, rebuilt from the class names (implementations.md §3.3).
+# its loaders (utils/tools.py load_checkpoint in github.com/muzairkhattak/ViFi-CLIP), rebuilt from the class names.
 RELEASE_DROPPED = ("prompt_learner.complete_text_embeddings", "prompt_learner.token_prefix", "prompt_learner.token_suffix")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 def vifi_to_clip_names(state: dict) -> tuple:
@@ -69,15 +66,24 @@ def vifi_to_clip_names(state: dict) -> tuple:
 
 
 class ViFiCLIP(CLIP):
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        super().__init__(**clip_arguments(m, inp["size"]), drop_path=m.get("drop_path", 0.0),
-                         grad_checkpointing=m.get("grad_checkpointing", False))
-        self.token_embedding.weight.requires_grad_(bool(m.get("train_token_embedding", False)))
-        self.token_embedding_from = m.get("token_embedding_from", "ViT-B/16")
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.texts = ClassTexts(*text_settings(cfg))
+    """ViFi-CLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, templates: Sequence[str] = ("a photo of a {}.",),
+                 descriptions: dict = None, *, embed_dim: int = 512, vision_width: int = 768, vision_layers: int = 12,
+                 vision_patch_size: int = 16, vision_heads: Optional[int] = None, context_length: int = 77,
+                 vocab_size: int = 49408, transformer_width: int = 512, transformer_heads: int = 8,
+                 transformer_layers: int = 12, drop_path: float = 0.0, train_token_embedding: bool = False,
+                 token_embedding_from: str = "ViT-B/16", grad_checkpointing: bool = False):
+        super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing)
+        self.num_features = embed_dim
+        self.token_embedding.weight.requires_grad_(train_token_embedding)
+        self.token_embedding_from = token_embedding_from
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -86,39 +92,47 @@ class ViFiCLIP(CLIP):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def class_text_features(self) -> torch.Tensor:
-        """L2-normalised text features of the current classes [K, D] (fp32): with a graph while
-        training, from the cache otherwise."""
-        return self.texts.features(self)
+    def class_features(self, names=None) -> torch.Tensor:
+        """L2-normalised text features of the classes `names` (default: the label space) [K, D] (fp32):
+        with a graph while training, from the cache otherwise."""
+        return self.texts.features(self, names=names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, D]."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
-        return self.visual(x).view(b, t, -1).mean(dim=1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> frame features averaged over T [B, D] (no context: (z, None))."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+        z = self.visual(x).view(b, t, -1).mean(dim=1)
+        return (z, None) if return_context else z
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.encode_video(video).float(), dim=-1)
-        text = self.class_text_features()
-        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+    def class_logits(self, z: torch.Tensor, names, context=None) -> torch.Tensor:
+        """logit_scale.exp() * cos(z, text feature) for the classes `names` [B, K]."""
+        v = F.normalize(z.float(), dim=-1)
+        text = self.class_features(names)
+        with torch.autocast(z.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
             return self.logit_scale.exp() * v @ text.float().t()
+
+    def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self) -> set:
         return {"visual.positional_embedding", "visual.class_embedding", "positional_embedding"}
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "ViFi-CLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, token_embedding: torch.Tensor = None, log=log_to_stderr) -> dict:
         """Load a read checkpoint: a ViFi-CLIP release (renamed, see the module docstring; its missing
         token_embedding from `token_embedding`, else from model.token_embedding_from), CLIP weights,
         or a checkpoint of this repository."""
@@ -128,18 +142,18 @@ class ViFiCLIP(CLIP):
             state, dropped = vifi_to_clip_names(state)
             if dropped:
                 log(f"vificlip: left out the {len(dropped)} class-dependent prompt buffers of {source} "
-                    f"({_names(dropped)}); they are rebuilt from the current class names")
+                    f"({short_list(dropped)}); they are rebuilt from the current class names")
             if "token_embedding.weight" not in state:
                 if token_embedding is None:
                     token_embedding = self.clip_token_embedding(source, log=log)
                 state["token_embedding.weight"] = token_embedding
         elif "visual.conv1.weight" not in state:
             raise SystemExit(f"error: {source} holds neither ViFi-CLIP nor CLIP weights (no image_encoder.* or "
-                             f"visual.conv1.weight; first keys: {_names(state)})")
+                             f"visual.conv1.weight; first keys: {short_list(state)})")
         fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "vificlip", log=log)
         return load_checked(self, state, source, name="vificlip", log=log)
 
-    def clip_token_embedding(self, source: str, log=_log) -> torch.Tensor:
+    def clip_token_embedding(self, source: str, log=log_to_stderr) -> torch.Tensor:
         spec = self.token_embedding_from
         if no_weights(spec):
             raise SystemExit(f"error: {source} is a ViFi-CLIP release, which has no token_embedding; set "
@@ -151,7 +165,11 @@ class ViFiCLIP(CLIP):
         return clip_state["token_embedding.weight"]
 
 
+Model = ViFiCLIP
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = ViFiCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = ViFiCLIP(class_names, inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

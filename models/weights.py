@@ -1,13 +1,24 @@
-"""Weights on disk: the download cache, reading released checkpoints, and loading them strictly.
+"""Weights on disk: the download cache, reading released checkpoints, loading them strictly, and CLIP's.
 
 Shared by every model file: released checkpoints come as TorchScript archives (OpenAI CLIP), torch.save
 containers ({'model_state': ...}, {'state_dict': ...}, {'model': ...}) or plain state dicts, with or
 without a DDP `module.` prefix; read_checkpoint reads them all, training checkpoints that pickle
 config objects too (without running their code). load_checked copies one into a module by name and refuses anything
 that does not fit, with a one-line error that lists what is missing, unexpected or of another shape.
+
+CLIP weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
+default ~/.cache/clip, SHA256 checked after download and on every cache hit), a file (TorchScript
+archive as released, a plain state dict or {'state_dict': ...}), or 'none'. A model that starts from
+CLIP reads its `pretrained` (a CLIP name, or a file of CLIP weights or of its own) with
+`read_pretrained` (the checkpoint as read) or `read_pretrained_state` (a flat fp32 state dict);
+models built on the image tower alone (vit.py, aim.py, uniformerv2.py) with `load_clip_visual_state`
+(CLIP weights, an image tower alone, or the model's own release told by a key prefix).
+`fit_pos_embed` / `fit_time_embed` resample a loaded position / time embedding to the model's input.
+Errors are one line (SystemExit "error: ..."), the harness's convention.
 """
 import fnmatch
 import hashlib
+import math
 import os
 import pickle
 import sys
@@ -17,16 +28,19 @@ import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+
+from models.clip import CLIP, VIT_B16, resample_frames, resize_pos_embed
 
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _log(msg: str) -> None:
+def log_to_stderr(msg: str) -> None:
+    """The default `log` of every loading function: one line on stderr."""
     print(msg, file=sys.stderr)
 
 
@@ -61,7 +75,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, sha256: str, folder: Path, what: str, log=_log) -> Path:
+def download(url: str, sha256: str, folder: Path, what: str, log=log_to_stderr) -> Path:
     """The file at `url` (a recipe's `pretrained` weights), kept in `folder` under its URL name.
     `sha256` is the full hex digest or a prefix of it (torch.hub's 8-digit convention); it is checked
     after the download and on every cache hit (a cached file that fails is fetched again). Failure ->
@@ -103,7 +117,7 @@ def _is_torchscript(path: Path) -> bool:
         return any("/code/" in n or n.endswith("constants.pkl") for n in z.namelist())
 
 
-def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=_log):
+def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=log_to_stderr):
     """Load a checkpoint file on the CPU: a TorchScript archive (OpenAI's .pt releases) -> its
     state_dict(); anything else through torch.load(weights_only=True), which unpickles nothing but
     tensors and plain containers. A training checkpoint that pickles more (X-CLIP's and ViFi-CLIP's
@@ -132,7 +146,7 @@ def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=_log):
     except Exception as e:  # noqa: BLE001
         raise SystemExit(_unreadable(what, path, e)) from None
     if others:
-        log(f"{path.name}: read without running its {len(others)} non-tensor classes ({_names(others)}); "
+        log(f"{path.name}: read without running its {len(others)} non-tensor classes ({short_list(others)}); "
             f"their objects are left out")
     return obj
 
@@ -196,7 +210,8 @@ def extract_state_dict(obj, source: str = "checkpoint", containers=("state_dict"
     return dict(state)
 
 
-def _names(keys, limit: int = 4) -> str:
+def short_list(keys, limit: int = 4) -> str:
+    """The first `limit` of the sorted keys and how many more, for one-line messages."""
     keys = sorted(keys)
     return ", ".join(keys[:limit]) + (f", ... {len(keys) - limit} more" if len(keys) > limit else "")
 
@@ -205,7 +220,7 @@ def _matches(key: str, patterns) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def drop_other_head(state: dict, own: dict, keys: Sequence[str], source: str, name: str, log=_log) -> tuple:
+def drop_other_head(state: dict, own: dict, keys: Sequence[str], source: str, name: str, log=log_to_stderr) -> tuple:
     """`state` without its classifier head (`keys`, e.g. weight and bias) when that head has another
     class count than the model's (`own`, its state dict) and otherwise the same shape, logged; the
     model's head keeps its initialisation. -> (state, whether the head was dropped)."""
@@ -219,7 +234,7 @@ def drop_other_head(state: dict, own: dict, keys: Sequence[str], source: str, na
 
 
 def load_checked(module: nn.Module, state: dict, source: str = "checkpoint", *, name: str = "model",
-                 allow_missing: Sequence[str] = (), allow_unexpected: Sequence[str] = (), log=_log) -> dict:
+                 allow_missing: Sequence[str] = (), allow_unexpected: Sequence[str] = (), log=log_to_stderr) -> dict:
     """Copy `state` into `module` by name. Names and shapes must match exactly, except for missing
     keys matching a pattern of allow_missing (they keep their initialisation) and unexpected keys
     matching allow_unexpected (ignored); both are listed in the log. Anything else raises
@@ -234,9 +249,9 @@ def load_checked(module: nn.Module, state: dict, source: str = "checkpoint", *, 
     if bad_missing or bad_unexpected or wrong:
         parts = []
         if bad_missing:
-            parts.append(f"{len(bad_missing)} missing ({_names(bad_missing)})")
+            parts.append(f"{len(bad_missing)} missing ({short_list(bad_missing)})")
         if bad_unexpected:
-            parts.append(f"{len(bad_unexpected)} unexpected ({_names(bad_unexpected)})")
+            parts.append(f"{len(bad_unexpected)} unexpected ({short_list(bad_unexpected)})")
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} of another shape ({k}: checkpoint {list(state[k].shape)} vs model "
@@ -246,8 +261,192 @@ def load_checked(module: nn.Module, state: dict, source: str = "checkpoint", *, 
         for k in set(own) & set(state):
             own[k].copy_(state[k])
     if missing:
-        log(f"{name}: {len(missing)} tensors are not in {source} and keep their initialisation: {_names(missing)}")
+        log(f"{name}: {len(missing)} tensors are not in {source} and keep their initialisation: {short_list(missing)}")
     if unexpected:
-        log(f"{name}: ignored {len(unexpected)} tensors of {source}: {_names(unexpected)}")
+        log(f"{name}: ignored {len(unexpected)} tensors of {source}: {short_list(unexpected)}")
     log(f"{name}: loaded {len(own) - len(missing)} tensors from {source}")
     return {"loaded": len(own) - len(missing), "missing": missing, "unexpected": unexpected}
+
+# ---------------------------------------------------------------------------------------------
+# CLIP weights
+
+# Released ViT models: name -> URL. The second-to-last path component is the file's SHA256.
+CLIP_MODELS = {
+    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+}
+
+# 0-dim int64 entries of the TorchScript archives that are not parameters of CLIP.
+JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+def clip_config(state_dict: dict) -> dict:
+    """The CLIP(...) arguments of an OpenAI-layout state dict, read from its shapes (OpenAI's build_model)."""
+    sd = state_dict
+    needed = ("visual.conv1.weight", "visual.positional_embedding", "text_projection", "positional_embedding",
+              "token_embedding.weight", "ln_final.weight")
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        if "visual.layer1.0.conv1.weight" in sd:
+            raise SystemExit("error: this is a ResNet CLIP; only the ViT image towers are implemented")
+        raise SystemExit(f"error: not an OpenAI CLIP state dict (no {', '.join(absent[:3])})")
+    width = sd["visual.conv1.weight"].shape[0]
+    patch = sd["visual.conv1.weight"].shape[-1]
+    grid = math.isqrt(sd["visual.positional_embedding"].shape[0] - 1)
+    text_width = sd["ln_final.weight"].shape[0]
+    return dict(
+        embed_dim=sd["text_projection"].shape[1],
+        image_resolution=patch * grid,
+        vision_layers=len([k for k in sd if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]),
+        vision_width=width,
+        vision_patch_size=patch,
+        context_length=sd["positional_embedding"].shape[0],
+        vocab_size=sd["token_embedding.weight"].shape[0],
+        transformer_width=text_width,
+        transformer_heads=text_width // 64,
+        transformer_layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}),
+    )
+
+
+def build_clip(state_dict: dict, source: str = "state dict", log=log_to_stderr, **kwargs) -> CLIP:
+    """A CLIP whose architecture is read from `state_dict`, loaded with it (strictly). kwargs go to CLIP."""
+    model = CLIP(**clip_config(state_dict), **kwargs)
+    load_checked(model, state_dict, source, name="CLIP", log=log)
+    return model
+
+
+
+def load_clip_state_dict(spec, log=log_to_stderr) -> Optional[dict]:
+    """OpenAI CLIP weights as an fp32 state dict in OpenAI's layout (no prefix), or None for 'none'.
+
+    spec: a released model name (CLIP_MODELS, e.g. 'ViT-B/16': downloaded once, SHA256-checked),
+    a file path (the released TorchScript archive, a plain state dict, or {'state_dict': ...} /
+    {'model': ...}), or 'none'. The archive's 0-dim extras (input_resolution, context_length,
+    vocab_size) are dropped."""
+    if no_weights(spec):
+        return None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        url = CLIP_MODELS[spec]
+        path = download(url, url.rsplit("/", 2)[-2], cache_dir("clip"), f"CLIP {spec} weights", log=log)
+        source = f"CLIP {spec} ({path})"
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: CLIP weights '{spec}' not found: pretrained takes a released model name "
+                             f"({', '.join(CLIP_MODELS)}), the path of a weights file, or none")
+        source = str(path)
+    state = extract_state_dict(read_checkpoint(path, "CLIP weights", log=log), source)
+    for k in JIT_EXTRAS:
+        state.pop(k, None)
+    _require_vit(state, source)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _require_vit(state: dict, source: str) -> None:
+    if "visual.conv1.weight" not in state or "visual.positional_embedding" not in state:
+        hint = " (a ResNet CLIP; only ViT towers are implemented)" if "visual.layer1.0.conv1.weight" in state else ""
+        raise SystemExit(f"error: {source} holds no OpenAI CLIP ViT weights{hint}: no visual.conv1.weight "
+                         f"(first keys: {short_list(state)})")
+
+
+def read_pretrained(spec, model: str, log=log_to_stderr) -> tuple:
+    """A recipe's `pretrained` for a model that starts from OpenAI CLIP -> (checkpoint, source): the
+    state dict of a released CLIP name (load_clip_state_dict), or what a file holds
+    (models.weights.read_checkpoint; a relative path not found here is taken from the repository
+    root); (None, None) for 'none'. `model` names the model's own weights in messages."""
+    if no_weights(spec):
+        return None, None
+    spec = str(spec)
+    if spec in CLIP_MODELS:
+        return load_clip_state_dict(spec, log=log), f"CLIP {spec}"
+    path = resolve_path(spec)
+    if not path.is_file():
+        raise SystemExit(f"error: {model} weights '{spec}' not found: give a CLIP name ({', '.join(CLIP_MODELS)}), "
+                         f"the path of CLIP or {model} weights, or none")
+    return read_checkpoint(path, f"{model} weights", log=log), str(path)
+
+
+def read_pretrained_state(spec, model: str, containers=("state_dict", "model_state", "model"), log=log_to_stderr) -> tuple:
+    """read_pretrained's checkpoint as a flat fp32 state dict (models.weights.extract_state_dict, from
+    the first of `containers` that holds one; TorchScript's extras left out) -> (state, source);
+    (None, None) for 'none'."""
+    obj, source = read_pretrained(spec, model, log=log)
+    if source is None:
+        return None, None
+    state = extract_state_dict(obj, source, containers=containers)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k not in JIT_EXTRAS}, source
+
+
+def load_clip_visual_state(spec, model: str, release_prefix: str = None,
+                           containers=("state_dict", "model_state", "model"), log=log_to_stderr) -> tuple:
+    """A recipe's `pretrained` for a model built on CLIP's image tower -> (kind, state, source):
+
+      ('clip', the image tower's tensors without the `visual.` prefix, source) for a released CLIP
+          name, a CLIP file (the TorchScript archive or a state dict) or a file of the image tower
+          alone (conv1.weight, class_embedding, ...: the original UniFormerV2's vit_b16.pth,
+          mmaction2's CLIP visual encoder); the text tower's tensors are left out (logged);
+      ('release', the state dict as it is, source) for a checkpoint of the model itself, told by keys
+          starting with `release_prefix` (e.g. 'backbone.'); None: the model has no such checkpoints;
+      (None, None, None) for 'none'.
+    Read with read_pretrained_state (fp32, from the first of `containers` holding a state dict)."""
+    state, source = read_pretrained_state(spec, model, containers, log=log)
+    if source is None:
+        return None, None, None
+    if release_prefix and any(k.startswith(release_prefix) for k in state):
+        return "release", state, source
+    if "visual.conv1.weight" not in state:
+        if "conv1.weight" in state and "class_embedding" in state:
+            return "clip", state, source
+        what = f"neither {model} weights ({release_prefix}* keys) nor" if release_prefix else "no"
+        raise SystemExit(f"error: {source} holds {what} CLIP weights (visual.conv1.weight or conv1.weight); "
+                         f"first keys: {short_list(state)}")
+    _require_vit(state, source)
+    text = [k for k in state if not k.startswith("visual.")]
+    if text:
+        log(f"{model.lower()}: the {len(text)} text-tower tensors of {source} are not used")
+    return "clip", {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}, source
+
+
+def fit_pos_embed(state: dict, key: str, grid: int, source: str, name: str, log=log_to_stderr) -> None:
+    """Resample state[key], a positional embedding [..., 1 + g*g, D] for another input size, in place
+    to 1 + grid*grid positions (resize_pos_embed, bicubic), with a log line. One whose rows are not
+    1 + a square grid is left as it is, for load_checked to report."""
+    pe = state.get(key)
+    if pe is None or pe.ndim < 2 or pe.shape[-2] == 1 + grid * grid:
+        return
+    try:
+        state[key] = resize_pos_embed(pe, grid)
+    except ValueError:
+        return
+    log(f"{name}: resampled {key} of {source} from {pe.shape[-2]} to {state[key].shape[-2]} positions")
+
+
+def fit_time_embed(state: dict, own: dict, key: str, source: str, name: str, log=log_to_stderr) -> None:
+    """Resample state[key], a time embedding [..., T', D] for another frame count than the model's
+    own[key] [..., T, D] (own: its state dict), in place to T frames (resample_frames, in fp32), with
+    a log line. One whose other dimensions differ is left as it is, for load_checked to report."""
+    t, mine = state.get(key), own.get(key)
+    if t is None or mine is None or t.ndim != mine.ndim or t.shape[-2] == mine.shape[-2] \
+            or t.shape[:-2] != mine.shape[:-2] or t.shape[-1] != mine.shape[-1]:
+        return
+    state[key] = resample_frames(t.float(), mine.shape[-2])
+    log(f"{name}: resampled {key} of {source} from {t.shape[-2]} to {mine.shape[-2]} frames")
+
+
+
+def load_clip(spec="ViT-B/16", config: dict = None, log=log_to_stderr, **kwargs) -> CLIP:
+    """A CLIP model with the weights of `spec` (see load_clip_state_dict), its architecture read
+    from the weights; with spec 'none', a freshly initialised CLIP(**config) (default ViT-B/16).
+    A `config` given with weights must agree with them. kwargs go to CLIP (drop_path, blocks...)."""
+    state = load_clip_state_dict(spec, log=log)
+    if state is None:
+        return CLIP(**(config or VIT_B16), **kwargs)
+    found = clip_config(state)
+    if config:
+        diff = [f"{k} is {found.get(k)}, configured {v}" for k, v in config.items() if found.get(k) != v]
+        if diff:
+            raise SystemExit(f"error: CLIP weights {spec} do not match the configured architecture: {'; '.join(diff)}")
+    return build_clip(state, source=str(spec), log=log, **kwargs)

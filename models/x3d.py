@@ -18,12 +18,14 @@ RESNET.ZERO_INIT_FINAL_BN True, N(0, 0.01) classifier). no_weight_decay() return
 (BN.WEIGHT_DECAY 0 in the X3D recipe).
 """
 import math
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from models.resnet import ResBlock, ResStage, VideoStem
-from models.video_common import VideoInput, batchnorm_param_names, init_pyslowfast_cnn, load_pretrained, round_width
+from models.video_common import (PYSLOWFAST_MEAN, PYSLOWFAST_STD, VideoInput, batchnorm_param_names, init_pyslowfast_cnn,
+                                 load_pretrained, round_width)
 
 
 class X3DStem(nn.Module):
@@ -93,60 +95,74 @@ class X3DHead(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(dim_out, num_classes)
 
-    def forward(self, xs):
+    def features(self, xs):
+        """res5 -> conv_5, BN, ReLU, global average pool, lin_5, ReLU -> [B, dim_out]."""
         x = self.conv_5_relu(self.conv_5_bn(self.conv_5(xs[0])))
         x = self.lin_5(x.mean(dim=(2, 3, 4), keepdim=True))
         if hasattr(self, "lin_5_bn"):
             x = self.lin_5_bn(x)
-        x = self.lin_5_relu(x).flatten(1)
-        return self.projection(self.dropout(x))
+        return self.lin_5_relu(x).flatten(1)
+
+    def forward(self, z):
+        return self.projection(self.dropout(z))
 
 
 class X3D(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
-        super().__init__()
-        m = cfg["model"]
-        w_mul, d_mul = m.get("width_factor", 2.0), m.get("depth_factor", 2.2)
-        bottleneck = m.get("bottleneck_factor", 2.25)
-        dim_c1 = m.get("dim_c1", 12)
-        base_blocks = m.get("base_blocks", [1, 2, 5, 3])
-        drop_connect = m.get("drop_connect", 0.0)
-        ckpt = m.get("grad_checkpointing", False)
+    """The arguments after `*` are the recipe's model section (PySlowFast's X3D.* names, lower-cased;
+    X3D-M by default)."""
 
-        dim_res2 = round_width(dim_c1, 2.0, divisor=8) if m.get("scale_res2", False) else dim_c1
+    def __init__(self, num_classes: int = 400, mean: Sequence[float] = PYSLOWFAST_MEAN,
+                 std: Sequence[float] = PYSLOWFAST_STD, *, width_factor: float = 2.0, depth_factor: float = 2.2,
+                 bottleneck_factor: float = 2.25, dim_c1: int = 12, dim_c5: int = 2048,
+                 base_blocks: Sequence[int] = (1, 2, 5, 3), scale_res2: bool = False, stem_temporal_kernel: int = 5,
+                 se_ratio: float = 0.0625, bn_lin5: bool = False, drop_connect: float = 0.0, dropout: float = 0.5,
+                 fc_init_std: float = 0.01, zero_init_final_bn: bool = True, grad_checkpointing: bool = False,
+                 channels_last: bool = False, bgr: bool = False):
+        super().__init__()
+        dim_res2 = round_width(dim_c1, 2.0, divisor=8) if scale_res2 else dim_c1
         base = [dim_res2]
         for _ in range(3):
             base.append(round_width(base[-1], 2.0, divisor=8))
-        self.input = VideoInput(cfg["input"]["mean"], cfg["input"]["std"], m.get("bgr", False), m.get("channels_last", False))
-        dim_in = round_width(dim_c1, w_mul)
-        self.s1 = VideoStem([X3DStem(3, dim_in, m.get("stem_temporal_kernel", 5))])
+        self.input = VideoInput(mean, std, bgr, channels_last)
+        dim_in = round_width(dim_c1, width_factor)
+        self.s1 = VideoStem([X3DStem(3, dim_in, stem_temporal_kernel)])
         for s, (n_base, width) in enumerate(zip(base_blocks, base)):
-            dim_out = round_width(width, w_mul)
-            dim_inner = int(bottleneck * dim_out)
-            n = int(math.ceil(d_mul * n_base)) if d_mul else n_base
+            dim_out = round_width(width, width_factor)
+            dim_inner = int(bottleneck_factor * dim_out)
+            n = int(math.ceil(depth_factor * n_base)) if depth_factor else n_base
             rate = drop_connect * (s + 2) / (len(base_blocks) + 1)
             blocks = [ResBlock(dim_in if i == 0 else dim_out, dim_out, 2 if i == 0 else 1,
                                X3DTransform(dim_in if i == 0 else dim_out, dim_out, 3, 2 if i == 0 else 1, dim_inner,
-                                            use_se=(i + 1) % 2 == 1, se_ratio=m.get("se_ratio", 0.0625)),
+                                            use_se=(i + 1) % 2 == 1, se_ratio=se_ratio),
                                drop_connect=rate)
                       for i in range(n)]
-            self.add_module(f"s{s + 2}", ResStage([blocks], ckpt))
+            self.add_module(f"s{s + 2}", ResStage([blocks], grad_checkpointing))
             dim_in = dim_out
-        self.head = X3DHead(dim_out, dim_inner, m.get("dim_c5", 2048), num_classes, m.get("dropout", 0.5), m.get("bn_lin5", False))
-        init_pyslowfast_cnn(self, m.get("fc_init_std", 0.01), m.get("zero_init_final_bn", True))
-        if m.get("channels_last", False):
+        self.num_features = dim_c5
+        self.head = X3DHead(dim_out, dim_inner, dim_c5, num_classes, dropout, bn_lin5)
+        init_pyslowfast_cnn(self, fc_init_std, zero_init_final_bn)
+        if channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, video):
-        x = self.s1([self.input(video)])
-        x = self.s5(self.s4(self.s3(self.s2(x))))
-        return self.head(x)
+    def forward_features(self, clips):
+        """uint8 [B, T, 3, H, W] -> the head's lin_5 features [B, dim_c5]."""
+        x = self.s1([self.input(clips)])
+        return self.head.features(self.s5(self.s4(self.s3(self.s2(x)))))
+
+    def forward_head(self, z):
+        return self.head(z)
+
+    def forward(self, clips):
+        return self.forward_head(self.forward_features(clips))
 
     def no_weight_decay(self):
         return batchnorm_param_names(self)
 
 
+Model = X3D
+
+
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = X3D(cfg, len(class_names))
-    load_pretrained(model, cfg.get("pretrained"), cfg.get("model_name", "x3d"))
+    model = X3D(len(class_names), cfg["input"]["mean"], cfg["input"]["std"], **cfg["model"])
+    load_pretrained(model, cfg["pretrained"], cfg.get("model_name", "x3d"))
     return model

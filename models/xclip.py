@@ -12,6 +12,11 @@ communication, a multi-frame integration transformer and video-specific text pro
                 prompt added to them
     -> logits = logit_scale.exp() * cos(video feature, text feature + prompt)   [B, K]
 
+The video feature is forward_features' z; the prompt tokens [B, 196, 512] are its context, which the
+class scoring needs: forward_features(clips, return_context=True) -> (z, context), then
+forward_head(z, context) for the model's classes or class_logits(z, names, context) for any. Both
+are functions of their inputs only (no state kept between the calls).
+
 CrossFrameBlock (each layer of the image tower): the class token of every frame -> message_fc ->
 message_ln -> message_attn across the T frames of its video (residual) -> appended to the frame's
 tokens as one extra token for the block's attention, and dropped again before the MLP.
@@ -20,10 +25,10 @@ Text: class names with the template "{}" (recipe `text:`; or one description per
 unnormalised text features averaged over a class's prompts. With model.fix_text (X-CLIP's FIX_TEXT,
 the default) every parameter outside visual.*, mit.* and prompts* is frozen (the whole text tower
 and logit_scale) and the text features are computed once per label space and cached; the cache
-follows set_class_names and any change of the text weights (models.clip.ClassTexts).
+follows set_class_names and any change of the text weights (models.class_texts.ClassTexts).
 
-Parameter names are the release's exactly (`ckpt['model']`, no prefix; ../shared/reference/
-checkpoint_keys/xclip_b16_{8,16,32}f.json), so the model's own state dict is the released layout.
+Parameter names are the release's exactly (`ckpt['model']`, no prefix; tested against the layouts
+of the 8, 16 and 32-frame releases), so the model's own state dict is the released layout.
 Pretrained (recipe key `pretrained`):
   * a CLIP name or file (ViT-B/16, /path/to/ViT-B-16.pt): the CLIP tensors load by name, message_*,
     mit.* and prompts* keep their initialisation (as X-CLIP's own start from CLIP);
@@ -40,26 +45,21 @@ depth drops per frame (the original's timm drop_path on [L, B*T, D] tensors drop
 position); the mit positional embedding is resampled when a clip has another frame count than the
 model; X-CLIP's colour jitter / grayscale augmentations are not in the harness. Recipe: xclip.yaml.
 """
-import sys
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.clip import (
-    CLIP, JIT_EXTRAS, ClassTexts, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock, Transformer,
-    clip_arguments, fit_pos_embed, fit_time_embed, init_linear_and_norm, read_pretrained, resample_frames,
-    text_settings,
-)
-from models.weights import _names, extract_state_dict, load_checked
+from models.class_texts import ClassTexts, text_settings
+from models.clip import (CLIP, IMAGENET_MEAN, IMAGENET_STD, LayerNorm, MultiheadAttention, QuickGELU, ResidualAttentionBlock,
+                         Transformer, init_linear_and_norm, resample_frames)
+from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, fit_time_embed, load_checked,
+                            log_to_stderr, read_pretrained, short_list)
 
 # Parameters X-CLIP adds to CLIP; they keep their initialisation when CLIP weights are loaded.
 NEW_PARAMETERS = ("visual.transformer.resblocks.*.message_*", "mit.*", "prompts_generator.*", "prompts_visual_ln.*",
                   "prompts_visual_proj")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,26 +183,32 @@ class VideoSpecificPrompt(nn.Module):
 
 
 class XCLIP(CLIP):
-    def __init__(self, cfg: dict, class_names: list):
-        m, inp = cfg["model"], cfg["input"]
-        args = clip_arguments(m, inp["size"])
-        super().__init__(**args, drop_path=m.get("drop_path", 0.0), grad_checkpointing=m.get("grad_checkpointing", False),
-                         vision_block=CrossFrameBlock)
-        embed_dim, vision_width = args["embed_dim"], args["vision_width"]
-        self.frames = inp["frames"]
-        self.prompts_generator = VideoSpecificPrompt(m.get("prompts_layers", 2), embed_dim, m.get("prompts_alpha", 0.1))
-        self.mit = MultiframeIntegration(self.frames, embed_dim, m.get("mit_layers", 1))
+    """X-CLIP on uint8 clips; the arguments after `*` are the recipe's model section (ViT-B/16 by default)."""
+
+    def __init__(self, class_names: Sequence[str], frames: int = 8, size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, templates: Sequence[str] = ("{}",), descriptions: dict = None, *,
+                 embed_dim: int = 512, vision_width: int = 768, vision_layers: int = 12, vision_patch_size: int = 16,
+                 vision_heads: Optional[int] = None, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8, transformer_layers: int = 12,
+                 mit_layers: int = 1, prompts_layers: int = 2, prompts_alpha: float = 0.1, drop_path: float = 0.0,
+                 fix_text: bool = True, new_lr_mult: float = 10.0, grad_checkpointing: bool = False):
+        super().__init__(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
+                         transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
+                         drop_path=drop_path, grad_checkpointing=grad_checkpointing, vision_block=CrossFrameBlock)
+        self.frames, self.num_features = frames, embed_dim
+        self.prompts_generator = VideoSpecificPrompt(prompts_layers, embed_dim, prompts_alpha)
+        self.mit = MultiframeIntegration(frames, embed_dim, mit_layers)
         self.prompts_visual_ln = LayerNorm(vision_width)
         self.prompts_visual_proj = nn.Parameter(torch.randn(vision_width, embed_dim))
-        self.register_buffer("mean", torch.tensor(inp["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(inp["std"], dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
-        self.new_lr_mult = float(m.get("new_lr_mult", 10.0))
-        self.fix_text = bool(m.get("fix_text", True))
-        if self.fix_text:
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.new_lr_mult = float(new_lr_mult)
+        self.fix_text = fix_text
+        if fix_text:
             for name, p in self.named_parameters():
                 if not any(key in name for key in ("visual.", "mit.", "prompts")):
                     p.requires_grad_(False)
-        self.texts = ClassTexts(*text_settings(cfg))
+        self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
 
     # -- text ---------------------------------------------------------------------------------
@@ -211,32 +217,46 @@ class XCLIP(CLIP):
         """Switch the label space: the logits score these classes from the next forward on."""
         self.texts.set_names(names)
 
-    def class_text_features(self) -> torch.Tensor:
-        """Unnormalised text features of the current classes [K, D] (fp32), averaged over prompts;
-        cached unless the text tower trains (fix_text false)."""
-        return self.texts.features(self, normalize=False)
+    def class_features(self, names=None) -> torch.Tensor:
+        """Unnormalised text features of the classes `names` (default: the label space) [K, D] (fp32),
+        averaged over prompts; cached unless the text tower trains (fix_text false)."""
+        return self.texts.features(self, normalize=False, names=names)
 
     # -- video --------------------------------------------------------------------------------
 
-    def encode_video(self, video: torch.Tensor):
-        """uint8 [B, T, 3, H, W] -> (video features [B, D] from mit, prompt tokens [B, N, D])."""
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(video.shape)}")
-        b, t = video.shape[:2]
-        x = ((video.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
+    def forward_features(self, clips: torch.Tensor, return_context: bool = False):
+        """uint8 [B, T, 3, H, W] -> video features z [B, D] from mit; with return_context, (z, context):
+        the context is what the video-specific prompts read, the patch tokens [B, N, D] (ln,
+        @ prompts_visual_proj, mean over T)."""
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected a clip batch [B, T, 3, H, W], got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        x = ((clips.to(self.mean.dtype) - self.mean) / self.std).flatten(0, 1)
         cls, tokens = self.visual(x, return_tokens=True, frames=t)
+        z = self.mit(cls.view(b, t, -1))
+        if not return_context:
+            return z
         tokens = self.prompts_visual_ln(tokens) @ self.prompts_visual_proj.to(tokens.dtype)
-        tokens = tokens.view(b, t, tokens.shape[1], -1).mean(dim=1)
-        return self.mit(cls.view(b, t, -1)), tokens
+        return z, tokens.view(b, t, tokens.shape[1], -1).mean(dim=1)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        video_features, tokens = self.encode_video(video)
-        text = self.class_text_features().unsqueeze(0).expand(video.shape[0], -1, -1)
-        text = text + self.prompts_generator(text, tokens)
-        with torch.autocast(video.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
-            v = F.normalize(video_features.float(), dim=-1)
+    def class_logits(self, z: torch.Tensor, names, context: torch.Tensor = None) -> torch.Tensor:
+        """logit_scale.exp() * cos(z, text feature + its video-specific prompt) for the classes `names`
+        [B, K]. The prompts come from the video's context (forward_features(clips, return_context=True))."""
+        if context is None:
+            raise ValueError("X-CLIP's class texts depend on the video: pass the context of "
+                             "forward_features(clips, return_context=True)")
+        text = self.class_features(names).unsqueeze(0).expand(z.shape[0], -1, -1)
+        text = text + self.prompts_generator(text, context)
+        with torch.autocast(z.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
+            v = F.normalize(z.float(), dim=-1)
             txt = F.normalize(text.float(), dim=-1)
             return self.logit_scale.exp() * torch.einsum("bd,bkd->bk", v, txt)
+
+    def forward_head(self, z: torch.Tensor, context: torch.Tensor = None) -> torch.Tensor:
+        return self.class_logits(z, self.texts.names, context)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(*self.forward_features(clips, return_context=True))
 
     # -- optimizer hooks ----------------------------------------------------------------------
 
@@ -249,13 +269,13 @@ class XCLIP(CLIP):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def load_pretrained(self, spec, log=_log) -> dict:
+    def load_pretrained(self, spec, log=log_to_stderr) -> dict:
         checkpoint, source = read_pretrained(spec, "X-CLIP", log=log)
         if source is None:
             return {"loaded": 0}
         return self.load_state_from(checkpoint, source, log=log)
 
-    def load_state_from(self, obj, source: str, log=_log) -> dict:
+    def load_state_from(self, obj, source: str, log=log_to_stderr) -> dict:
         """Load a read checkpoint: an X-CLIP release ({'model': ...}, our checkpoints too) or CLIP
         weights. Only names are matched; mit.positional_embedding is resampled along time."""
         state = extract_state_dict(obj, source, containers=("model", "state_dict", "model_state"))
@@ -267,10 +287,14 @@ class XCLIP(CLIP):
             fit_pos_embed(state, "visual.positional_embedding", self.visual.grid, source, "xclip", log=log)
             return load_checked(self, state, source, name="xclip", allow_missing=NEW_PARAMETERS, log=log)
         raise SystemExit(f"error: {source} holds neither X-CLIP nor CLIP weights (no mit.positional_embedding or "
-                         f"visual.conv1.weight; first keys: {_names(state)})")
+                         f"visual.conv1.weight; first keys: {short_list(state)})")
+
+
+Model = XCLIP
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:
-    model = XCLIP(cfg, class_names)
-    model.load_pretrained(cfg.get("pretrained"))
+    inp = cfg["input"]
+    model = XCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
+    model.load_pretrained(cfg["pretrained"])
     return model

@@ -1,5 +1,7 @@
-"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared reference
-folder, tiny recipes and CLIP weights, and the checks of the harness's one-line errors."""
+"""Shared fixtures and helpers: tiny real videos written with PyAV, the optional ../shared folder of
+official files, the released checkpoints' key layouts (tests/data), tiny recipes and CLIP weights, and
+the checks of the harness's one-line errors."""
+import gzip
 import json
 import os
 import zlib
@@ -92,12 +94,9 @@ def one_line_error(excinfo, *words) -> str:
     return msg
 
 
-def checkpoint_keys(name: str) -> dict:
-    """../shared/reference/checkpoint_keys/<name>.json, a release's key layout; skips when absent."""
-    path = SHARED / "reference" / "checkpoint_keys" / f"{name}.json"
-    if not path.is_file():
-        pytest.skip("../shared/reference/checkpoint_keys is not present")
-    return json.loads(path.read_text())
+def release_layout(name: str) -> dict:
+    """A released checkpoint's key layout (names, shapes, parameter counts; tests/data/README.md)."""
+    return json.loads(gzip.decompress((REPO / "tests" / "data" / "release_layouts.json.gz").read_bytes()))[name]
 
 
 def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
@@ -107,6 +106,15 @@ def tiny_cfg(model: str, dataset: str = "synta", **model_overrides) -> dict:
     cfg = load_recipe(model, dataset, tiny=True)
     cfg["model"].update(model_overrides)
     return cfg
+
+
+def build_unloaded(cfg: dict, classes):
+    """The model of `cfg` as its build_model makes it, without loading `pretrained`; `classes`: the
+    class names, or a count for a classifier."""
+    from models import build_model
+
+    names = [f"class {i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    return build_model({**cfg, "pretrained": "none"}, names)
 
 
 def random_clips(batch=2, frames=4, size=32, seed=0) -> torch.Tensor:

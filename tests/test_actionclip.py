@@ -4,12 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import one_line_error, quiet, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, tiny, tiny_clip
 
 from models import build_model
 from models import actionclip as ma
-from models import clip as mc
+from models import tokenizer as tk
 
 CLASSES = ["punching bag", "punching person", "falling down"]
 
@@ -27,7 +27,7 @@ def original_release(clip_state: dict, adapter_state: dict, rows: int = 77) -> d
 
 
 def test_full_size_state_dict_is_the_port_and_both_releases_load():
-    ref = checkpoint_keys("actionclip_b16_8f")
+    ref = release_layout("actionclip_b16_8f")
     model = full_size_on_meta("actionclip", frames=8)
     want = {f"clip.{k}": s for k, s in ref["keys"].items()}
     want.update({f"adapter.{k[len('module.'):]}": s for k, s in ref["fusion_model_state_dict_keys"].items()})
@@ -105,7 +105,7 @@ def test_test_scores_average_the_templates_probabilities():
         v = F.normalize(model.adapter(frames), dim=-1)
         probs = torch.zeros(2, 3)
         for template in ma.TEMPLATES:
-            text = F.normalize(model.clip.encode_text(mc.tokenize([template.format(c) for c in CLASSES])), dim=-1)
+            text = F.normalize(model.clip.encode_text(tk.tokenize([template.format(c) for c in CLASSES])), dim=-1)
             probs += (100.0 * v @ text.t()).softmax(-1) / len(ma.TEMPLATES)
         scores = model(video)
         torch.testing.assert_close(scores.softmax(-1), probs, atol=1e-6, rtol=1e-5)
@@ -117,9 +117,9 @@ def test_training_logits_use_one_random_template_per_clip():
     model = tiny("actionclip", CLASSES).train()
     video = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
-        v = F.normalize(model.encode_video(video), dim=-1)
+        v = F.normalize(model.forward_features(video), dim=-1)
         per_template = torch.stack([
-            model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(mc.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
+            model.clip.logit_scale.exp() * v @ F.normalize(model.clip.encode_text(tk.tokenize([t.format(c) for c in CLASSES])), dim=-1).t()
             for t in ma.TEMPLATES])  # [P, B, K]
         torch.manual_seed(0)
         logits = model(video)

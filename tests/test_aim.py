@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+from conftest import (build_unloaded, one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
                       train_and_evaluate_both_sets)
 import train
 from models import build_model, load_recipe
-from models import clip as mc
+from models import weights
 import models.aim as aim
 
 CLASSES = [f"class {i}" for i in range(5)]
@@ -31,7 +31,7 @@ def tiny(**model):
 
 def tiny_model(num_classes=5, seed=0, **model) -> aim.AIM:
     torch.manual_seed(seed)
-    return aim.AIM(tiny(**model), num_classes)
+    return build_unloaded(tiny(**model), num_classes)
 
 
 def randomise(model, std=0.2, only=None):
@@ -106,7 +106,7 @@ def test_only_adapters_temporal_embedding_ln_post_and_head_are_trained():
     assert any("T_Adapter_in" in n for n in names) and "backbone.conv1.weight" not in names
     assert not any(".attn." in n or ".mlp." in n or ".ln_1." in n for n in names)
     # the frozen state survives a resume (the model is rebuilt with pretrained none) and can be switched off
-    assert trained_names(aim.AIM(tiny(num_tadapter=2), 5)) == names
+    assert trained_names(build_unloaded(tiny(num_tadapter=2), 5)) == names
     assert all(p.requires_grad for p in tiny_model(freeze=False).parameters())
     # the optimizer sees only trained tensors; no decay on class/positional embeddings, decay on temporal_embedding
     groups = train.param_groups(model, {"lr": 1e-3, "weight_decay": 0.05})
@@ -161,7 +161,7 @@ def clip_features(visual, frames):
 
 def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypatch, tmp_path):
     clip = tiny_vision_clip()
-    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
+    monkeypatch.setattr(weights, "load_clip_state_dict", lambda spec, log=None: dict(clip.state_dict()))
     x = random_clips(batch=2, frames=4)
     messages = []
     for num_tadapter in (1, 2):
@@ -169,7 +169,7 @@ def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypat
                      save_checkpoint(clip.visual.state_dict(), tmp_path)):
             cfg = tiny(num_tadapter=num_tadapter, drop_path=0.0)
             cfg["pretrained"] = spec
-            model = aim.build_model(cfg, CLASSES) if spec != "ViT-B/16" else aim.AIM(cfg, 5)
+            model = aim.build_model(cfg, CLASSES) if spec != "ViT-B/16" else build_unloaded(cfg, 5)
             if spec == "ViT-B/16":
                 report = model.load_pretrained(spec, log=messages.append)
                 assert report["unexpected"] == [] and "backbone.temporal_embedding" not in report["missing"]
@@ -179,17 +179,17 @@ def test_clip_loads_by_name_and_path_and_at_init_aim_is_clip_per_frame(monkeypat
             with torch.no_grad():
                 frames = ((x.float() - model.mean) / model.std).flatten(0, 1)
                 expected = clip_features(clip.visual, frames).view(2, 4, -1)
-                torch.testing.assert_close(model.features(x), expected, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(model.frame_features(x), expected, atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(model(x), model.cls_head.fc_cls(expected.mean(1)), atol=1e-5, rtol=1e-5)
     assert any("proj of CLIP ViT-B/16 is not used" in m for m in messages)
     # off the zero init the temporal adapter mixes frames: frame 3's feature now depends on frame 0
-    model = aim.AIM(tiny(), 5).eval()
+    model = build_unloaded(tiny(), 5).eval()
     model.load_clip_visual(clip.visual.state_dict(), "tiny", log=quiet)
     randomise(model, 0.2, only="T_Adapter")
     y = x.clone()
     y[:, 0] = 255 - y[:, 0]
     with torch.no_grad():
-        assert (model.features(x)[:, 3] - model.features(y)[:, 3]).abs().max() > 1e-3
+        assert (model.frame_features(x)[:, 3] - model.frame_features(y)[:, 3]).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""models/clip.py: OpenAI CLIP's architecture, tokenizer and weight loading.
+"""models/clip.py, tokenizer.py, class_texts.py and weights.py: OpenAI CLIP's architecture, tokenizer,
+class texts and weight loading.
 
 The oracle is OpenAI's own implementation as packaged on PyPI (clip-anytorch, import name `clip`);
-its tests skip when it is not installed. ../shared/reference/checkpoint_keys holds the released
-key layout; those tests skip when ../shared is absent."""
+its tests skip when it is not installed. The released key layout is tests/data/release_layouts.json.gz."""
 import hashlib
 import importlib.util
 import io
@@ -17,8 +17,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import checkpoint_keys, one_line_error, quiet
+from conftest import one_line_error, quiet, release_layout
 from models import clip as mc
+from models import tokenizer as tk
+from models import class_texts as ct
 from models import weights
 
 # Reduced CLIP: 2 heads in both towers (width // 64, so the shape-inferred config agrees), full vocabulary.
@@ -73,7 +75,7 @@ def oracle():
 
 
 def release_keys():
-    return checkpoint_keys("openai_clip_vit_b16")
+    return release_layout("openai_clip_vit_b16")
 
 
 def shapes(module_or_state) -> dict:
@@ -99,10 +101,10 @@ def test_vit_b16_has_the_released_keys_and_shapes():
     ref = release_keys()
     with torch.device("meta"):
         model = mc.CLIP(**mc.VIT_B16)
-    want = {k: v for k, v in ref["keys"].items() if k not in mc.JIT_EXTRAS}
+    want = {k: v for k, v in ref["keys"].items() if k not in weights.JIT_EXTRAS}
     assert shapes(model) == want
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
-    assert mc.clip_config(model.state_dict()) == mc.VIT_B16
+    assert weights.clip_config(model.state_dict()) == mc.VIT_B16
 
 
 def test_vit_b16_builds_like_the_oracle(oracle):
@@ -118,12 +120,12 @@ def test_vit_b16_builds_like_the_oracle(oracle):
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_forward_matches_the_oracle_in_fp32(oracle, train_mode):
     ref = random_oracle_model(oracle)
-    mine = mc.build_clip(ref.state_dict(), log=quiet)
+    mine = weights.build_clip(ref.state_dict(), log=quiet)
     ref.train(train_mode)  # train mode takes nn.MultiheadAttention's reference path, eval its fused one
     mine.train(train_mode)
     torch.manual_seed(1)
     images = torch.randn(3, 3, 32, 32)
-    text = mc.tokenize(["a photo of a dog", "punching bag", "🥊 boxing person, café!"])
+    text = tk.tokenize(["a photo of a dog", "punching bag", "🥊 boxing person, café!"])
     with torch.no_grad():
         torch.testing.assert_close(mine.encode_image(images), ref.encode_image(images), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mine.encode_text(text), ref.encode_text(text), atol=1e-5, rtol=1e-5)
@@ -204,7 +206,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     plain = mc.CLIP(**SMALL)
     ckpt = mc.CLIP(**SMALL, grad_checkpointing=True)
     ckpt.load_state_dict(plain.state_dict())
-    images, text = torch.randn(2, 3, 32, 32), mc.tokenize(["one", "two words"])
+    images, text = torch.randn(2, 3, 32, 32), tk.tokenize(["one", "two words"])
     grads = []
     for model in (plain, ckpt):
         model.train()
@@ -268,8 +270,8 @@ def test_image_tower_returns_tokens_and_takes_other_sizes():
 
 
 def test_tokenizer_gives_openai_ids(oracle):
-    assert torch.equal(mc.tokenize(AWKWARD), oracle.tokenize(AWKWARD).long())
-    tok = mc.get_tokenizer()
+    assert torch.equal(tk.tokenize(AWKWARD), oracle.tokenize(AWKWARD).long())
+    tok = tk.get_tokenizer()
     assert len(tok.encoder) == 49408 and tok.encoder["<|endoftext|>"] == 49407
     assert tok.decode(tok.encode("punching bag")).strip() == "punching bag"
 
@@ -277,24 +279,24 @@ def test_tokenizer_gives_openai_ids(oracle):
 def test_tokenizer_overflow_and_truncation(oracle):
     long = " ".join(f"word{i}" for i in range(60)) + " " + "日本" * 30
     with pytest.raises(ValueError, match="context length 77"):
-        mc.tokenize([long])
+        tk.tokenize([long])
     with pytest.raises(RuntimeError):
         oracle.tokenize([long])
     for text in (long, "x " * 100, "! " * 90):
-        mine = mc.tokenize([text], truncate=True)
+        mine = tk.tokenize([text], truncate=True)
         assert torch.equal(mine, oracle.tokenize([text], truncate=True).long())
         assert mine[0, -1].item() == 49407 and mine[0, 0].item() == 49406
-    assert mc.tokenize("short", context_length=8).shape == (1, 8)
+    assert tk.tokenize("short", context_length=8).shape == (1, 8)
 
 
 def test_tokenizer_refuses_a_damaged_vocabulary(tmp_path):
-    raw = bytearray(mc.BPE_PATH.read_bytes())
+    raw = bytearray(tk.BPE_PATH.read_bytes())
     raw[-5] ^= 0xFF
     bad = tmp_path / "bpe.txt.gz"
     bad.write_bytes(bytes(raw))
     with pytest.raises(SystemExit, match="damaged"):
-        mc.SimpleTokenizer(bad)
-    assert weights.file_sha256(mc.BPE_PATH) == mc.BPE_SHA256
+        tk.SimpleTokenizer(bad)
+    assert weights.file_sha256(tk.BPE_PATH) == tk.BPE_SHA256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,12 +332,12 @@ def test_torchscript_archive_loads_by_name(tmp_path):
     src = mc.CLIP(**SMALL)
     path = tmp_path / "ViT-tiny.pt"
     save_torchscript_like_release(src, path)
-    state = mc.load_clip_state_dict(str(path), log=quiet)
-    assert not set(mc.JIT_EXTRAS) & set(state)
+    state = weights.load_clip_state_dict(str(path), log=quiet)
+    assert not set(weights.JIT_EXTRAS) & set(state)
     assert all(v.dtype == torch.float32 for v in state.values())
     assert set(state) == set(src.state_dict())
     logs = []
-    model = mc.load_clip(str(path), log=logs.append)
+    model = weights.load_clip(str(path), log=logs.append)
     assert any("loaded 62 tensors" in m for m in logs) and not any("ignored" in m or "keep" in m for m in logs)
     for k, v in src.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v.half().float())
@@ -349,18 +351,18 @@ def test_plain_state_dict_containers_load(tmp_path):
     ddp = {"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}
     for i, obj in enumerate(({**src.state_dict(), **extras}, ddp)):
         torch.save(obj, tmp_path / f"w{i}.pt")
-        model = mc.load_clip(str(tmp_path / f"w{i}.pt"), log=quiet)
+        model = weights.load_clip(str(tmp_path / f"w{i}.pt"), log=quiet)
         assert all(torch.equal(model.state_dict()[k], v) for k, v in src.state_dict().items())
 
 
 def test_release_layout_with_extras_loads_with_nothing_missing():
     """Zero tensors of every released key (fp16, with the 3 int64 extras) -> a full-size CLIP."""
     ref = release_keys()
-    state = {k: torch.zeros(v, dtype=torch.int64 if k in mc.JIT_EXTRAS else torch.float16) for k, v in ref["keys"].items()}
-    for k in mc.JIT_EXTRAS:
+    state = {k: torch.zeros(v, dtype=torch.int64 if k in weights.JIT_EXTRAS else torch.float16) for k, v in ref["keys"].items()}
+    for k in weights.JIT_EXTRAS:
         state.pop(k)
     with torch.device("meta"):
-        model = mc.CLIP(**mc.clip_config(state))
+        model = mc.CLIP(**weights.clip_config(state))
     model.to_empty(device="cpu")
     report = weights.load_checked(model, state, "release layout", log=quiet)
     assert report["missing"] == [] and report["unexpected"] == [] and report["loaded"] == 302
@@ -375,7 +377,7 @@ def test_offline_download_says_how_to_go_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit) as e:
-        mc.load_clip_state_dict("ViT-B/16", log=quiet)
+        weights.load_clip_state_dict("ViT-B/16", log=quiet)
     msg = one_line_error(e)
     assert "cannot download" in msg and "pretrained: /path/to/ViT-B-16.pt" in msg and "pretrained: none" in msg
     assert list((tmp_path / "clip").glob("*")) == []  # no partial file left behind
@@ -389,7 +391,7 @@ def test_download_is_checked_and_cached(tmp_path, monkeypatch):
     torch.save(src.state_dict(), buf)
     payload = buf.getvalue()
     sha = hashlib.sha256(payload).hexdigest()
-    monkeypatch.setitem(mc.CLIP_MODELS, "Tiny/8", f"https://example.invalid/clip/{sha}/Tiny-8.pt")
+    monkeypatch.setitem(weights.CLIP_MODELS, "Tiny/8", f"https://example.invalid/clip/{sha}/Tiny-8.pt")
     calls = []
 
     def serve(url, timeout=None):
@@ -397,26 +399,26 @@ def test_download_is_checked_and_cached(tmp_path, monkeypatch):
         return io.BytesIO(payload)
 
     monkeypatch.setattr(urllib.request, "urlopen", serve)
-    state = mc.load_clip_state_dict("Tiny/8", log=quiet)
+    state = weights.load_clip_state_dict("Tiny/8", log=quiet)
     assert len(calls) == 1 and (tmp_path / "clip" / "Tiny-8.pt").is_file()
     assert all(torch.equal(state[k], v) for k, v in src.state_dict().items())
-    mc.load_clip_state_dict("Tiny/8", log=quiet)
+    weights.load_clip_state_dict("Tiny/8", log=quiet)
     assert len(calls) == 1  # served from the cache after its SHA256 was checked
     (tmp_path / "clip" / "Tiny-8.pt").write_bytes(payload[:-10] + b"0123456789")
-    mc.load_clip_state_dict("Tiny/8", log=quiet)
+    weights.load_clip_state_dict("Tiny/8", log=quiet)
     assert len(calls) == 2  # a damaged cache entry is fetched again
-    monkeypatch.setitem(mc.CLIP_MODELS, "Tiny/8", f"https://example.invalid/clip/{'0' * 64}/Other-8.pt")
+    monkeypatch.setitem(weights.CLIP_MODELS, "Tiny/8", f"https://example.invalid/clip/{'0' * 64}/Other-8.pt")
     with pytest.raises(SystemExit) as e:
-        mc.load_clip_state_dict("Tiny/8", log=quiet)
+        weights.load_clip_state_dict("Tiny/8", log=quiet)
     assert "SHA256" in one_line_error(e)
     assert not (tmp_path / "clip" / "Other-8.pt").exists()
 
 
 def test_missing_file_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as e:
-        mc.load_clip_state_dict(str(tmp_path / "ViT-B-16.pt"))
+        weights.load_clip_state_dict(str(tmp_path / "ViT-B-16.pt"))
     assert "not found" in one_line_error(e)
-    assert mc.load_clip_state_dict("none") is None and mc.load_clip_state_dict(None) is None
+    assert weights.load_clip_state_dict("none") is None and weights.load_clip_state_dict(None) is None
 
 
 def test_read_checkpoint_leaves_pickled_objects_out_without_running_them(tmp_path):
@@ -447,30 +449,30 @@ def test_wrong_architecture_is_refused(tmp_path):
     assert "missing" in one_line_error(e)
     torch.save(other.state_dict(), tmp_path / "small.pt")
     with pytest.raises(SystemExit) as e:
-        mc.load_clip(str(tmp_path / "small.pt"), config=SMALL, log=quiet)
+        weights.load_clip(str(tmp_path / "small.pt"), config=SMALL, log=quiet)
     assert "vision_width is 64, configured 128" in one_line_error(e)
     torch.save({"model_state": {"model.cls_token": torch.zeros(1, 1, 8)}}, tmp_path / "tsf.pyth")
     with pytest.raises(SystemExit) as e:
-        mc.load_clip_state_dict(str(tmp_path / "tsf.pyth"))
+        weights.load_clip_state_dict(str(tmp_path / "tsf.pyth"))
     assert "holds no OpenAI CLIP ViT weights" in one_line_error(e)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as e:
-        mc.load_clip_state_dict(str(tmp_path / "junk.pt"))
+        weights.load_clip_state_dict(str(tmp_path / "junk.pt"))
     assert "cannot read" in one_line_error(e)
 
 
 def test_class_prompts_and_averaged_text_features():
     names = ["punching bag", "punching person (boxing)"]
-    assert mc.class_prompts(names, ["a photo of a {}.", "a video of {}"]) == [
+    assert ct.class_prompts(names, ["a photo of a {}.", "a video of {}"]) == [
         ["a photo of a punching bag.", "a video of punching bag"],
         ["a photo of a punching person (boxing).", "a video of punching person (boxing)"]]
-    assert mc.class_prompts(names, descriptions={"Punching bag": "hits a bag", "punching person (boxing)": "boxing"}) == [
+    assert ct.class_prompts(names, descriptions={"Punching bag": "hits a bag", "punching person (boxing)": "boxing"}) == [
         ["hits a bag"], ["boxing"]]
     torch.manual_seed(0)
     table = torch.randn(49408, 8)
     encode = lambda tokens: table[tokens].sum(1)  # any token -> feature map will do
     prompts = [["a", "b"], ["c"]]
-    feats = mc.text_features(encode, prompts)
-    a, b, c = (torch.nn.functional.normalize(encode(mc.tokenize([t]))[0], dim=0) for t in "abc")
+    feats = ct.text_features(encode, prompts)
+    a, b, c = (torch.nn.functional.normalize(encode(tk.tokenize([t]))[0], dim=0) for t in "abc")
     assert torch.allclose(feats[0], torch.nn.functional.normalize((a + b) / 2, dim=0), atol=1e-6)
     assert torch.allclose(feats[1], c, atol=1e-6) and feats.shape == (2, 8)

@@ -94,7 +94,7 @@ def test_full_size_parameter_count_and_output(name):
 
 
 def test_recipes_follow_the_study():
-    expect = {  # benchmark.md §8.2/§8.3: frames x stride, optimizer, lr, wd, epochs and batch on K400-TA
+    expect = {  # the study's K400-TA configs (Motion-Transfer configs/<model>/*_k400.yaml): frames x stride, optimizer, lr, wd, epochs, batch
         "c2d": (8, 8, "sgd", 0.1, 1e-4, 50, 64), "i3d": (8, 8, "sgd", 0.1, 1e-4, 50, 64),
         "x3d": (16, 5, "sgd", 0.1, 5e-5, 50, 64), "slowfast": (32, 2, "sgd", 0.1, 1e-4, 50, 32),
         "mvitv2": (16, 4, "adamw", 1e-4, 0.05, 50, 12), "revmvit": (16, 4, "adamw", 1e-4, 0.07, 50, 40),

@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
-                      record_text_batches, tiny_cfg, train_args, write_descriptions)
+from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
+                      record_text_batches, release_layout, tiny_cfg, train_args, write_descriptions)
 import evaluate
 import train
 from models import build_model, load_recipe
 from models import clip as mc
+from models import tokenizer as tk
 from models import ezclip
 
 NAMES = ["falling", "rising", "orbiting"]
@@ -24,7 +25,7 @@ def tiny(**model):
 
 def tiny_model(seed=0, **model):
     torch.manual_seed(seed)
-    return ezclip.EZCLIP(tiny(**model), NAMES)
+    return build_unloaded(tiny(**model), NAMES)
 
 
 def release_container(keys: dict, float32_keys=(), t=None):
@@ -42,7 +43,7 @@ def release_container(keys: dict, float32_keys=(), t=None):
 
 @pytest.fixture(scope="module")
 def release():
-    return checkpoint_keys("ezclip_b16_8f")
+    return release_layout("ezclip_b16_8f")
 
 
 def full_size():
@@ -85,7 +86,7 @@ def test_mismatched_checkpoints_are_refused_in_one_line(release, tmp_path):
 
 
 def test_a_release_of_another_frame_count_is_resampled_along_time(tmp_path):
-    src = ezclip.EZCLIP(tiny() | {"input": {**tiny()["input"], "frames": 8}}, NAMES)
+    src = build_unloaded(tiny() | {"input": {**tiny()["input"], "frames": 8}}, NAMES)
     perturb(src)
     with torch.no_grad():  # a ramp along time: linear resampling keeps it a ramp
         src.visual.temporal_embedding.copy_(torch.arange(8.0).view(1, 8, 1).expand(1, 8, 64))
@@ -190,7 +191,7 @@ def test_zero_adapters_and_no_prompts_give_plain_clip():
     clip = mc.CLIP(32, 32, 2, 64, 8, 77, 49408, 32, 2, 2, vision_heads=2).eval()
     clip.load_state_dict({k: v for k, v in model.state_dict().items() if k in clip.state_dict()})
     clip_batch = random_clips()
-    tokens = mc.tokenize(NAMES)
+    tokens = tk.tokenize(NAMES)
     with torch.no_grad():
         frames = ((clip_batch.float() - model.mean) / model.std).flatten(0, 1)
         torch.testing.assert_close(model.encode_frames(clip_batch), clip.encode_image(frames).view(2, 4, -1))
@@ -216,7 +217,7 @@ def test_only_prompts_and_adapters_receive_gradients():
         else:
             assert not p.requires_grad and p.grad is None, name
     assert model.visual.transformer.resblocks[1].drop_path.p == 0.0  # the tiny recipe switches it off
-    assert [b.drop_path.p for b in ezclip.EZCLIP(tiny(drop_path=0.1), NAMES).transformer.resblocks] == [0.0, 0.1]
+    assert [b.drop_path.p for b in build_unloaded(tiny(drop_path=0.1), NAMES).transformer.resblocks] == [0.0, 0.1]
 
 
 def test_class_texts_are_cached_only_when_no_gradient_can_reach_them(tmp_path):
@@ -248,15 +249,15 @@ def test_descriptions_replace_the_class_names(tmp_path):
     path.write_text("name,description\nfalling,An object drops.\nrising,\"It goes\n up.\"\norbiting,It circles.\n")
     cfg = tiny()
     cfg["text"]["descriptions"] = {"coarse": str(path), "fine": None}
-    model = ezclip.EZCLIP(cfg, NAMES)
-    assert torch.equal(model.texts.tokens, mc.tokenize(["An object drops.", "It goes up.", "It circles."]))
+    model = build_unloaded(cfg, NAMES)
+    assert torch.equal(model.texts.tokens, tk.tokenize(["An object drops.", "It goes up.", "It circles."]))
     cfg["task"] = "fine"  # no file for the fine task: the templates
     cfg["text"]["templates"] = ["a video of {}.", "{}"]
-    model = ezclip.EZCLIP(cfg, NAMES)
+    model = build_unloaded(cfg, NAMES)
     assert model.texts.counts == [2, 2, 2] and model.class_features().shape == (3, 32)
     cfg["text"]["descriptions"] = str(path)  # one file for every task
     with pytest.raises(SystemExit, match="no description for 1 classes"):
-        ezclip.EZCLIP(cfg, NAMES + ["teleporting"])
+        build_unloaded(cfg, NAMES + ["teleporting"])
 
 
 def test_recipe():

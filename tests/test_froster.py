@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (check_resume_matches_uninterrupted, checkpoint_keys, one_line_error, perturb, quiet, random_clips,
-                      tiny_cfg, train_args)
+from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
+                      release_layout, tiny_cfg, train_args)
 import evaluate
 import train
 from models import load_recipe
@@ -33,14 +33,14 @@ def tiny_model(seed=0, **model):
 
 @pytest.fixture(scope="module")
 def release():
-    return checkpoint_keys("froster_b16_8f")
+    return release_layout("froster_b16_8f")
 
 
 def full_size():
     cfg = load_recipe("froster", "k400ta")
     cfg["pretrained"], cfg["model"]["teacher"] = "none", "none"
     with torch.device("meta"):
-        return froster.FROSTER(cfg, NAMES)
+        return build_unloaded(cfg, NAMES)
 
 
 def meta_container(keys: dict) -> dict:

@@ -54,7 +54,7 @@ def test_synta_sources_are_the_official_video_stems(shared):
 
 
 def test_descriptions_in_the_project_format(tmp_path):
-    from data.hierarchy import describe, load_descriptions
+    from models.class_texts import describe, load_descriptions
 
     path = tmp_path / "d.csv"
     path.write_text('name,description\nappearing,"Objects\n  come into view."\nArriving,An object comes in.\n')
@@ -75,7 +75,7 @@ def test_descriptions_in_the_project_format(tmp_path):
     ("ssv2ta", "GPT_discription/ssv2_ta_gpt_class_description_head.csv", "coarse"),
 ])
 def test_benchmark_ezclip_descriptions_cover_every_class(dataset, file, task, shared):
-    from data.hierarchy import describe, load_descriptions
+    from models.class_texts import describe, load_descriptions
 
     d = load_descriptions(shared / "upstream" / "configs" / "ezclip" / file)
     h = load_hierarchy(dataset)

@@ -12,7 +12,7 @@ from conftest import SHARED, one_line_error, train_args, write_descriptions
 from data.hierarchy import load_hierarchy
 from data.loader import VideoDataset, load_videos
 from models import load_recipe
-from models import clip as mc
+from models import class_texts as ct
 
 SYNTA = load_hierarchy("synta")
 
@@ -101,10 +101,10 @@ def test_the_benchmark_description_files_cover_the_synta_classes():
     if not folder.is_dir():
         pytest.skip("../shared/upstream is not present")
     for task, file in (("fine", "synta_ta_gpt_class_description_fine.csv"), ("coarse", "synta_ta_gpt_class_description_head.csv")):
-        templates, descriptions = mc.text_settings({"text": {"templates": None, "descriptions": str(folder / file)}})
+        texts = ct.text_settings({"text": {"templates": None, "descriptions": str(folder / file)}})
         for s in (1, 2):
             names = SYNTA.class_names(task, s)
-            prompts = mc.class_prompts(names, templates, descriptions)
+            prompts = ct.class_prompts(names, **texts)
             assert len(prompts) == len(names) and all(len(p) == 1 and len(p[0]) > 20 for p in prompts)
 
 

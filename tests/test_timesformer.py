@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg
+from conftest import build_unloaded, one_line_error, quiet, release_layout, tiny_cfg
 from models import build_model, load_recipe
 import models.timesformer as tsf
 from models.weights import extract_state_dict
@@ -25,11 +25,11 @@ def tiny(frames=4, size=32, **model):
 
 def tiny_model(num_classes=5, seed=0, **kw) -> tsf.TimeSformer:
     torch.manual_seed(seed)
-    return tsf.TimeSformer(tiny(**kw), num_classes)
+    return build_unloaded(tiny(**kw), num_classes)
 
 
 def release():
-    return checkpoint_keys("timesformer_divst_b16_8f_k400")
+    return release_layout("timesformer_divst_b16_8f_k400")
 
 
 def randomise(model):
@@ -67,7 +67,7 @@ def test_full_size_official_container_loads_with_nothing_missing():
                  "model_state": {k: torch.zeros(v) for k, v in ref["keys"].items()}}
     cfg = load_recipe("timesformer", "k400ta")
     with torch.device("meta"):
-        model = tsf.TimeSformer(cfg, 400)
+        model = build_unloaded(cfg, 400)
     model.to_empty(device="cpu")
     state = extract_state_dict(container, "K400.pyth", containers=("model_state", "state_dict", "model"))
     report = tsf.load_into(model, state, "K400.pyth", log=quiet)

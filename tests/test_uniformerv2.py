@@ -16,10 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
+from conftest import (build_unloaded, one_line_error, quiet, random_clips, save_checkpoint, tiny_cfg, tiny_vision_clip,
                       train_and_evaluate_both_sets)
 from models import build_model, load_recipe
 from models import clip as mc
+from models import weights
 import models.uniformerv2 as uv2
 
 CLASSES = [f"class {i}" for i in range(5)]
@@ -35,7 +36,7 @@ def tiny(**model):
 
 def tiny_model(num_classes=5, seed=0, **model) -> uv2.UniFormerV2:
     torch.manual_seed(seed)
-    return uv2.UniFormerV2(tiny(**model), num_classes)
+    return build_unloaded(tiny(**model), num_classes)
 
 
 def randomise(model, std=0.2):
@@ -201,11 +202,11 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp
     full = clip.state_dict()
     messages = []
     # by name (the download is replaced by the tiny weights) and as files: full CLIP, visual only
-    monkeypatch.setattr(mc, "load_clip_state_dict", lambda spec, log=None: dict(full))
+    monkeypatch.setattr(weights, "load_clip_state_dict", lambda spec, log=None: dict(full))
     cfg = tiny(**SSV2_LIKE)
     for spec in ("ViT-B/16", save_checkpoint(full, tmp_path), save_checkpoint(clip.visual.state_dict(), tmp_path)):
         cfg["pretrained"] = spec
-        model = uv2.UniFormerV2(cfg, 5)
+        model = build_unloaded(cfg, 5)
         report = model.load_pretrained(spec, log=messages.append)
         bb = model.backbone
         assert report["unexpected"] == [] and report["missing"], report
@@ -221,7 +222,7 @@ def test_clip_weights_load_by_name_and_path_with_conv1_inflated(monkeypatch, tmp
     other = mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=48, vision_patch_size=8,
                     context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
     with pytest.raises(SystemExit) as e:
-        uv2.UniFormerV2(tiny(), 5).load_pretrained(save_checkpoint(other.state_dict(), tmp_path), log=quiet)
+        build_unloaded(tiny(), 5).load_pretrained(save_checkpoint(other.state_dict(), tmp_path), log=quiet)
     assert "of another shape" in one_line_error(e)
 
 
@@ -238,7 +239,7 @@ def test_at_init_the_backbone_is_clip_and_the_query_path_is_zero():
     clip = tiny_vision_clip()
     x = random_clips(batch=2, frames=4)
     # K400-TA / Syn-TA layout (no local MHRA, no temporal downsampling): CLIP on every frame
-    model = uv2.UniFormerV2(tiny(), 5).eval()
+    model = build_unloaded(tiny(), 5).eval()
     model.load_clip_visual({k: v for k, v in clip.visual.state_dict().items()}, "tiny CLIP", log=quiet)
     with torch.no_grad():
         cls = clip_class_tokens(clip.visual, normalise(model, x).flatten(0, 1)).view(2, 4, -1)
@@ -249,7 +250,7 @@ def test_at_init_the_backbone_is_clip_and_the_query_path_is_zero():
         assert (model(x) - expected).abs().max() > 1e-3
     # SSv2-TA layout at init: local MHRA adds nothing, the 3-frame conv1 sees only the centre frame,
     # so the backbone is CLIP on frames 0, 2 (stride 2 in time)
-    model = uv2.UniFormerV2(tiny(**SSV2_LIKE), 5).eval()
+    model = build_unloaded(tiny(**SSV2_LIKE), 5).eval()
     model.load_clip_visual({k: v for k, v in clip.visual.state_dict().items()}, "tiny CLIP", log=quiet)
     with torch.no_grad():
         cls = clip_class_tokens(clip.visual, normalise(model, x)[:, ::2].flatten(0, 1)).view(2, 2, -1)

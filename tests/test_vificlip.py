@@ -4,11 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from conftest import one_line_error, quiet, record_text_batches, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
-from models import clip as mc
+from models import tokenizer as tk
+from models import weights
 
 CLASSES = ["punching bag", "punching person", "falling down"]
 
@@ -30,10 +31,10 @@ def as_release(state: dict) -> dict:
 
 
 def test_full_size_state_dict_is_openai_clip_and_the_release_maps_onto_it():
-    clip_ref, vifi_ref = checkpoint_keys("openai_clip_vit_b16"), checkpoint_keys("vificlip_b16")
+    clip_ref, vifi_ref = release_layout("openai_clip_vit_b16"), release_layout("vificlip_b16")
     model = full_size_on_meta("vificlip")
     own = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert own == {k: v for k, v in clip_ref["keys"].items() if k not in mc.JIT_EXTRAS}
+    assert own == {k: v for k, v in clip_ref["keys"].items() if k not in weights.JIT_EXTRAS}
     assert sum(p.numel() for p in model.parameters()) == clip_ref["num_params"]
     # trainable = what ViFi-CLIP keeps and trains: everything but the token embedding
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == vifi_ref["num_params"]
@@ -102,7 +103,7 @@ def test_forward_is_clip_on_the_frame_mean_with_photo_prompts():
     std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
     with torch.no_grad():
         frames = model.visual((video.flatten(0, 1).float() - mean) / std).view(2, 4, -1).mean(1)
-        text = model.encode_text(mc.tokenize([f"a photo of a {c}." for c in CLASSES]))
+        text = model.encode_text(tk.tokenize([f"a photo of a {c}." for c in CLASSES]))
         expected = model.logit_scale.exp() * F.normalize(frames, dim=-1) @ F.normalize(text, dim=-1).t()
         torch.testing.assert_close(model(video), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(model(video[:, [3, 1, 0, 2]]), expected, atol=1e-5, rtol=1e-5)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import checkpoint_keys, one_line_error, quiet, tiny_cfg, tiny_vision_clip
+from conftest import build_unloaded, one_line_error, quiet, release_layout, tiny_cfg, tiny_vision_clip
 from models import build_model, load_recipe
 from models import clip as mc
 
@@ -15,7 +15,7 @@ def tiny(**model):
 
 
 def test_full_size_has_the_released_visual_keys():
-    release = checkpoint_keys("openai_clip_vit_b16")["keys"]
+    release = release_layout("openai_clip_vit_b16")["keys"]
     cfg = load_recipe("vit", "k400ta")
     cfg["pretrained"] = "none"
     with torch.device("meta"):
@@ -63,9 +63,7 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     logs = []
     cfg = tiny()
     cfg["pretrained"] = str(tmp_path / "clip.pt")
-    import models.vit as vit
-
-    model = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    model = build_unloaded(cfg, len(CLASSES))
     report = model.load_clip_weights(cfg["pretrained"], log=logs.append)
     assert report["missing"] == [] and report["unexpected"] == []
     for k, v in src.visual.state_dict().items():
@@ -73,12 +71,12 @@ def test_loads_the_visual_part_of_clip_weights(tmp_path):
     assert any("text-tower tensors" in m for m in logs)
     # an image tower alone (no `visual.` prefix) loads the same
     torch.save(src.visual.state_dict(), tmp_path / "visual.pt")
-    tower_only = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    tower_only = build_unloaded(cfg, len(CLASSES))
     assert tower_only.load_clip_weights(str(tmp_path / "visual.pt"), log=quiet)["missing"] == []
     assert all(torch.equal(tower_only.visual.state_dict()[k], v) for k, v in src.visual.state_dict().items())
     # another input size: positional_embedding is resampled (4x4 -> 6x6 grid), the rest is unchanged
     cfg["input"]["size"] = 48
-    model48 = vit.CLIPFrameAverage(cfg, len(CLASSES))
+    model48 = build_unloaded(cfg, len(CLASSES))
     model48.load_clip_weights(cfg["pretrained"], log=logs.append)
     assert model48.visual.positional_embedding.shape == (37, 64)
     assert torch.equal(model48.visual.positional_embedding[0], src.visual.positional_embedding[0])
@@ -116,5 +114,7 @@ def test_recipe():
         assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == pytest.approx(1e-5)
         assert cfg["train"]["epochs"] == epochs and cfg["train"]["batch_size"] == 32
         assert cfg["train"]["warmup_epochs"] > 0 and cfg["train"]["weight_decay"] == pytest.approx(0.05)
-    assert load_recipe("vit", "ssv2ta")["input"]["flip"] is False
+    from data.loader import flip_allowed
+
+    assert not flip_allowed("ssv2ta", "coarse")  # SSv2-TA's left/right classes: the loader's one rule, not the recipe
     assert load_recipe("vit", "synta", tiny=True)["pretrained"] == "none"

@@ -4,18 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import checkpoint_keys, one_line_error, quiet, record_text_batches, tiny_cfg
+from conftest import one_line_error, quiet, record_text_batches, release_layout, tiny_cfg
 from text_helpers import full_size_on_meta, meta_state, save_with_yacs_config, tiny, tiny_clip
 
 from models import build_model
-from models import clip as mc
+from models import tokenizer as tk
 from models import xclip as mx
 
 CLASSES = ["punching bag", "punching person", "falling down"]
 
 
 def test_full_size_state_dict_is_the_release():
-    ref = checkpoint_keys("xclip_b16_8f")
+    ref = release_layout("xclip_b16_8f")
     model = full_size_on_meta("xclip", frames=8)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["keys"]
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
@@ -26,7 +26,7 @@ def test_full_size_state_dict_is_the_release():
 
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_release_containers_of_each_frame_count_load_into_an_8_frame_model(frames):
-    ref = checkpoint_keys(f"xclip_b16_{frames}f")
+    ref = release_layout(f"xclip_b16_{frames}f")
     model = full_size_on_meta("xclip", frames=8)
     logs = []
     report = model.load_state_from({"model": meta_state(ref["keys"]), "epoch": 29, "lr_scheduler": {}},
@@ -185,8 +185,8 @@ def test_forward_is_cosine_of_video_and_prompted_text():
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         logits = model(video)
-        feats, tokens = model.encode_video(video)
-        raw = model.encode_text(mc.tokenize(CLASSES))  # template "{}", unnormalised into the generator
+        feats, tokens = model.forward_features(video, return_context=True)
+        raw = model.encode_text(tk.tokenize(CLASSES))  # template "{}", unnormalised into the generator
         text = raw.unsqueeze(0).expand(2, -1, -1)
         text = text + model.prompts_generator(text, tokens)
         expected = model.logit_scale.exp() * torch.einsum("bd,bkd->bk", F.normalize(feats, dim=-1), F.normalize(text, dim=-1))
