@@ -13,6 +13,10 @@ from scratch on set 1 and on set 2, and the two-direction Known / Unknown / D_ab
 Defaults come from the model's recipe (models/<model>.yaml and its section for the dataset); the
 flags and --set KEY=VALUE override them. Each epoch writes <out>/ckpt.pt atomically; Ctrl-C saves
 one at the next step and stops; --resume continues exactly where it stopped.
+
+A run is run(args) = setup (settings, split files, model, optimizer, resumed state: every check
+before any video is read) -> fit (train_one_epoch per epoch, a checkpoint after each) ->
+final_evaluation. Another script can call these with its own model, labels and loss (see setup).
 """
 import argparse
 import contextlib
@@ -33,7 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
-from data.loader import TrainSampler, VideoDataset, flip_allowed, load_videos, make_loader
+from data.loader import TrainSampler, VideoDataset, flip_allowed, make_loader
 from evaluate import (
     autocast, average_directions, evaluate_direction, first_line, format_average, format_direction, git_commit,
     init_distributed, load_checkpoint, load_model_state, pick_device, read_splits, resolve_data, unwrap,

@@ -206,11 +206,16 @@ def without(*keys):
     return lambda ckpt, raw: {k: v for k, v in ckpt.items() if k not in keys}
 
 
-def edit(change):
+def replace(**entries):
+    return lambda ckpt, raw: {**ckpt, **entries}
+
+
+def edit(entry, change):
+    """`change` applied to a copy of one entry (copying the weights for every case would cost seconds)."""
     def apply(ckpt, raw):
-        ckpt = copy.deepcopy(ckpt)
-        change(ckpt)
-        return ckpt
+        part = copy.deepcopy(ckpt[entry])
+        change(part)
+        return {**ckpt, entry: part}
     return apply
 
 
@@ -221,31 +226,31 @@ def other_models_optimizer(ckpt, raw):
     return {**ckpt, "optimizer": train.make_optimizer(other, cfg["train"], torch.device("cpu")).state_dict()}
 
 
-def first_state(ckpt):
-    return next(iter(ckpt["optimizer"]["state"].values()))
+def first_state(optimizer):
+    return next(iter(optimizer["state"].values()))
 
 
 FILES = {  # name: (what is written in place of the checkpoint, words of the error)
     "empty file": (lambda ckpt, raw: b"", ("not a checkpoint",)),
     "truncated": (lambda ckpt, raw: raw[: len(raw) // 2], ("not a checkpoint", "truncated")),
-    "config not a dict": (edit(lambda c: c.update(config="vit")), ("no 'config'/'model'",)),
-    "weights not a dict": (edit(lambda c: c.update(model=[1, 2])), ("no 'config'/'model'",)),
-    "config without dataset": (edit(lambda c: c["config"].pop("dataset")), ("'dataset'",)),
-    "unknown model name": (edit(lambda c: c["config"].update(model_name="vitt")), ("vitt",)),
-    "unknown dataset": (edit(lambda c: c["config"].update(dataset="kinetics")), ("kinetics",)),
-    "a NaN mean in its config": (edit(lambda c: c["config"]["input"].update(mean=[float("nan")] * 3)), ("input.mean",)),
-    "an unknown setting in its config": (edit(lambda c: c["config"]["train"].update(lrr=1)), ("train.lrr",)),
+    "config not a dict": (replace(config="vit"), ("no 'config'/'model'",)),
+    "weights not a dict": (replace(model=[1, 2]), ("no 'config'/'model'",)),
+    "config without dataset": (edit("config", lambda c: c.pop("dataset")), ("'dataset'",)),
+    "unknown model name": (edit("config", lambda c: c.update(model_name="vitt")), ("vitt",)),
+    "unknown dataset": (edit("config", lambda c: c.update(dataset="kinetics")), ("kinetics",)),
+    "a NaN mean in its config": (edit("config", lambda c: c["input"].update(mean=[float("nan")] * 3)), ("input.mean",)),
+    "an unknown setting in its config": (edit("config", lambda c: c["train"].update(lrr=1)), ("train.lrr",)),
 }
 RESUME_ONLY = {  # what only resuming needs; after the model is built, before any data is read
     "no rng": (without("rng"), ("'rng'",)),
     "no optimizer": (without("optimizer"), ("'optimizer'",)),
     "no scheduler": (without("scheduler"), ("'scheduler'",)),
     "another model's optimizer": (other_models_optimizer, ("optimizer",)),
-    "SGD state in an AdamW run": (edit(lambda c: [g.pop("betas") for g in c["optimizer"]["param_groups"]]), ("optimizer", "betas")),
-    "optimizer tensor of another shape": (edit(lambda c: first_state(c).update(exp_avg=torch.zeros(7))), ("optimizer", "exp_avg")),
-    "empty scheduler": (edit(lambda c: c.update(scheduler={})), ("scheduler",)),
-    "rng of another kind": (edit(lambda c: c.update(rng={"torch": torch.zeros(3, dtype=torch.uint8), "numpy": [1]})), ("rng",)),
-    "position past the run": (edit(lambda c: c.update(step_in_epoch=99)), ("position",)),
+    "SGD state in an AdamW run": (edit("optimizer", lambda o: [g.pop("betas") for g in o["param_groups"]]), ("optimizer", "betas")),
+    "optimizer tensor of another shape": (edit("optimizer", lambda o: first_state(o).update(exp_avg=torch.zeros(7))), ("optimizer", "exp_avg")),
+    "empty scheduler": (replace(scheduler={}), ("scheduler",)),
+    "rng of another kind": (replace(rng={"torch": torch.zeros(3, dtype=torch.uint8), "numpy": [1]}), ("rng",)),
+    "position past the run": (replace(step_in_epoch=99), ("position",)),
 }
 
 
