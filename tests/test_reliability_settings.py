@@ -189,6 +189,22 @@ def test_evaluate_setting(flags, word, prepared, forbid):
     one_line_error(e, word)
 
 
+@pytest.mark.parametrize("flags, word", [(["--top", "0"], "--top"), (["--set", "input.frames=0"], "input.frames")])
+def test_demo_setting(flags, word, forbid, tmp_path):
+    forbid("model", "videos")
+    (tmp_path / "clip.mp4").write_bytes(b"never read")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--video", str(tmp_path / "clip.mp4"), "--classes", "a,b", "--model", "xclip", "--tiny", *flags])
+    one_line_error(e, word)
+
+
+def test_two_checkpoints_of_one_set_are_refused_before_either_is_evaluated(prepared, forbid):
+    forbid("model", "videos")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--ckpt", str(prepared[1]), str(prepared[1])])
+    one_line_error(e, "one checkpoint trained on set 1 and one trained on set 2", "got sets [1, 1]")
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoint files given to train.py --resume and evaluate.py --ckpt
 
