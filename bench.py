@@ -29,7 +29,7 @@ from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sd
 from data.hierarchy import load_hierarchy
 from data.loader import TrainSampler, VideoDataset, load_videos, make_loader
 from evaluate import autocast, pick_device, resolve_data
-from models import apply_override, build_model, list_models, load_recipe, parse_override
+from models import apply_override, build_model, check_config, list_models, load_recipe, parse_override
 from train import compute_loss, make_optimizer, optimizer_step
 
 # (model, torch.compile) pairs of `--suite gpu`: every model at 8 x 224, X-CLIP and ViFi-CLIP also compiled
@@ -208,6 +208,7 @@ def setup(name, args, device):
         cfg["input"]["frames"] = args.frames
     for text in args.set:
         apply_override(cfg, *parse_override(text))
+    check_config(cfg)
     cfg.update(dataset=args.data, task="coarse", train_set=1, pretrained="none")
     if "teacher" in cfg["model"]:  # FROSTER: a frozen copy of the student costs the same as CLIP's weights
         cfg["model"]["teacher"] = "none"

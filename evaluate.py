@@ -23,6 +23,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +32,11 @@ import torch
 import torch.distributed as dist
 
 from data.augment import crop_views
-from data.hierarchy import check_dataset, load_hierarchy
+from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import read_dataset_info
 from data.video import open_video, sample_indices
-from models import apply_override, build_model, check_model, list_models, load_recipe, parse_override
+from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
 from models.weights import load_checked
 
 # ---------------------------------------------------------------------------------------------
@@ -55,11 +56,19 @@ def init_distributed():
 
 
 def pick_device(name: str = None, local_rank: int = 0) -> torch.device:
-    if name:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise SystemExit("error: --device cuda asked for, but PyTorch sees no GPU; use --device cpu")
-        return torch.device(name)
-    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if not name:
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"error: --device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"error: --device {name}: training and evaluation run on cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but PyTorch sees no GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SystemExit(f"error: --device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s), numbered from 0")
+    return device
 
 
 def autocast(device: torch.device, precision: str):
@@ -79,6 +88,11 @@ def git_commit() -> str:
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def unwrap(model):
@@ -150,9 +164,8 @@ def predict(model, loader, device, precision: str, rank: int = 0, world: int = 1
     return probs, labels, failed
 
 
-def evaluate_split(model, cfg, splits_dir, video_root, split, label, class_names, device, rank=0, world=1, backend="decord", progress=False):
-    """Accuracy of `model` on one val split, scored against `class_names`."""
-    videos = load_videos(splits_dir, split, cfg["dataset"])
+def evaluate_split(model, cfg, split, videos, video_root, label, class_names, device, rank=0, world=1, backend="decord", progress=False):
+    """Accuracy of `model` on the videos of one val split, scored against `class_names`."""
     if hasattr(unwrap(model), "set_class_names"):
         unwrap(model).set_class_names(class_names)
     dataset = VideoDataset(videos, video_root, label, cfg, train=False, seed=cfg["train"]["seed"], backend=backend)
@@ -171,13 +184,16 @@ def evaluate_split(model, cfg, splits_dir, video_root, split, label, class_names
     }
 
 
-def evaluate_direction(model, cfg, splits_dir, video_root, device, rank=0, world=1, backend="decord", progress=False):
-    """Known (same-set val) and Unknown (other-set val) accuracies of a model trained on one set."""
+def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world=1, backend="decord", progress=False):
+    """Known (same-set val) and Unknown (other-set val) accuracies of a model trained on one set;
+    `val_videos` as read_splits returns them."""
     hierarchy = load_hierarchy(cfg["dataset"])
     task, s = cfg["task"], cfg["train_set"]
-    other = 3 - s
-    known = evaluate_split(model, cfg, splits_dir, video_root, f"val_set{s}", task, hierarchy.class_names(task, s), device, rank, world, backend, progress)
-    unknown = evaluate_split(model, cfg, splits_dir, video_root, f"val_set{other}", task, hierarchy.class_names(task, other), device, rank, world, backend, progress)
+    known, unknown = (
+        evaluate_split(model, cfg, f"val_set{k}", val_videos[f"val_set{k}"], video_root, task, hierarchy.class_names(task, k),
+                       device, rank, world, backend, progress)
+        for k in (s, 3 - s)
+    )
     result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}
     result["views"] = f"{cfg['test']['clips']}x{cfg['test']['crops']}"
     result["known"], result["unknown"] = known, unknown
@@ -219,16 +235,28 @@ def format_average(results: list, avg: dict) -> str:
 # checkpoints
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, mmap: bool = False) -> dict:
+    """A checkpoint of train.py, checked before anything uses it: a file torch reads, holding weights
+    and a run's config whose every setting is valid (models.check_config). A defect is one line."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / "ckpt.pt"
+        raise SystemExit(f"error: {path} is a folder; give a checkpoint file{f', e.g. {inside}' if inside.is_file() else ''}")
     if not path.is_file():
         raise SystemExit(f"error: checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SystemExit(f"error: {path} is not a checkpoint written by train.py ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # noqa: BLE001 - whatever the bytes are, the answer is the same
+        raise SystemExit(f"error: {path} is not a checkpoint written by train.py, or is truncated "
+                         f"({type(e).__name__}: {first_line(e) or 'empty file'})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("model"), dict):
         raise SystemExit(f"error: {path} is not a checkpoint written by train.py (no 'config'/'model' entries)")
+    missing = [k for k in ("model_name", "dataset", "task", "train_set") if k not in ckpt["config"]]
+    if missing:
+        raise SystemExit(f"error: {path}: its config has no {missing[0]!r}, which train.py always writes")
+    if ckpt["config"]["dataset"] not in DATASETS:
+        raise SystemExit(f"error: {path}: its config names the dataset {ckpt['config']['dataset']!r}; known: {', '.join(DATASETS)}")
+    check_config(ckpt["config"], source=str(path))
     return ckpt
 
 
@@ -251,6 +279,8 @@ def load_model_state(model, state: dict, source: str) -> None:
 
 def resolve_data(cfg: dict, splits: str = None, root: str = None):
     """-> (splits_dir, video_root) from the command line or what the run recorded."""
+    if not (splits or cfg.get("splits")):
+        raise SystemExit("error: the run records no split folder; pass --splits DIR")
     splits_dir = Path(splits or cfg["splits"])
     info = read_dataset_info(splits_dir)
     if info.get("dataset") != cfg["dataset"]:
@@ -259,6 +289,17 @@ def resolve_data(cfg: dict, splits: str = None, root: str = None):
     if not video_root.is_dir():
         raise SystemExit(f"error: video root {video_root} not found; pass --root DIR (where the videos are now)")
     return splits_dir, video_root
+
+
+def read_splits(splits_dir, dataset: str, names) -> dict:
+    """The split files a run uses, read and checked before anything else happens: a missing, malformed
+    or empty one is a one-line error naming the file. -> {name: [Video, ...]}"""
+    videos = {name: load_videos(splits_dir, name, dataset) for name in names}
+    for name, listed in videos.items():
+        if not listed:
+            raise SystemExit(f"error: {Path(splits_dir) / name}.csv lists no videos; prepare the splits again "
+                             "(python -m data.prepare) or pass --splits")
+    return videos
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,8 +328,7 @@ def read_clip(path, cfg: dict, backend: str = "decord") -> torch.Tensor:
         reader = open_video(path, backend)
         frames = reader.get(sample_indices(len(reader), cfg["input"], None, 0.5))
     except Exception as e:  # noqa: BLE001 - decoders raise their own error types
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise SystemExit(f"error: cannot decode video {path} ({type(e).__name__}: {first})") from None
+        raise SystemExit(f"error: cannot decode video {path} ({type(e).__name__}: {first_line(e)})") from None
     clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
     return torch.stack(crop_views(clip, cfg["input"]["size"], cfg["test"]["short_side"], cfg["test"]["crops"]))
 
@@ -332,6 +372,7 @@ def demo(args) -> dict:
             cfg["pretrained"] = args.pretrained
         for text in args.set:
             apply_override(cfg, *parse_override(text))
+        check_config(cfg)
         with torch.device("meta"):
             probe = build_without_weights(cfg, classes or ["class"])
         if not hasattr(probe, "set_class_names"):
@@ -380,6 +421,8 @@ def main(argv=None):
     demo_args.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe key (--model)")
     demo_args.add_argument("--top", type=int, help="print only the N most likely classes")
     args = p.parse_args(argv)
+    if args.top is not None and args.top < 1:
+        raise SystemExit(f"error: --top must be at least 1, got {args.top}")
     if args.video:
         return demo(args)
     if not args.ckpt:
@@ -388,55 +431,76 @@ def main(argv=None):
     stray += ["--tiny"] * args.tiny + ["--set"] * bool(args.set)
     if stray:
         raise SystemExit(f"error: {stray[0]} belongs to the one-video demo; add --video FILE")
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).resolve().parent.is_dir()):
+        raise SystemExit(f"error: --json {args.json}: give a file in an existing folder")
 
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)
+    runs = [checked_run(path, args) for path in args.ckpt]  # every checkpoint and its splits, before evaluating any
+    paired_directions([cfg for _, cfg, _, _ in runs], key=lambda c: (c["model_name"], c["dataset"], c["task"]))
     results = []
-    for path in args.ckpt:
-        ckpt = load_checkpoint(path)
-        cfg = ckpt["config"]
-        if args.views:
-            try:
-                clips, crops = (int(x) for x in args.views.lower().split("x"))
-            except ValueError:
-                raise SystemExit(f"error: --views expects CLIPSxCROPS such as 1x1 or 4x3, got {args.views!r}")
-            cfg["test"]["clips"], cfg["test"]["crops"] = clips, crops
-        if args.batch_size:
-            cfg["test"]["batch_size"] = args.batch_size
-        if args.workers is not None:
-            cfg["train"]["workers"] = args.workers
-        splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
+    for path, (ckpt, cfg, val_videos, video_root) in zip(args.ckpt, runs):
         names = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
         model = build_without_weights(cfg, names)
         load_model_state(model, ckpt["model"], path)
         model.to(device)
-        result = evaluate_direction(model, cfg, splits_dir, video_root, device, rank, world, args.backend, progress=True)
+        result = evaluate_direction(model, cfg, val_videos, video_root, device, rank, world, args.backend, progress=True)
         result["checkpoint"] = str(path)
         results.append(result)
         if rank == 0:
             print(format_direction(result) + "\n")
-    summary = {"directions": results, "averages": []}
-    groups = {}
-    for r in results:
-        groups.setdefault((r["model"], r["dataset"], r["task"]), []).append(r)
-    for (model, dataset, task), runs in groups.items():
-        if len(runs) == 1:
-            continue
-        if len(runs) != 2 or {r["train_set"] for r in runs} != {1, 2}:
-            raise SystemExit(f"error: to average {model} on {dataset} ({task} task) give one checkpoint trained on set 1 "
-                             f"and one trained on set 2, got sets {sorted(r['train_set'] for r in runs)}")
-        runs.sort(key=lambda r: r["train_set"])
-        avg = {"model": model, "dataset": dataset, "task": task,
-               "top1": average_directions([r["top1"] for r in runs]),
-               "mean_class": average_directions([r["mean_class"] for r in runs])}
-        summary["averages"].append(avg)
-        if rank == 0:
-            print(format_average(runs, avg["top1"]) + "\n")
+    summary = {"directions": results, "averages": average_runs(results, rank)}
     if args.json and rank == 0:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     if world > 1:
         dist.destroy_process_group()
     return summary
+
+
+def checked_run(path, args) -> tuple:
+    """A checkpoint to evaluate with this command's overrides, checked with its two val splits
+    -> (checkpoint, config, {split: videos}, video root)."""
+    ckpt = load_checkpoint(path, mmap=True)  # memory-mapped: several checkpoints cost no memory until used
+    cfg = ckpt["config"]
+    if args.views:
+        views = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", args.views.lower())
+        if not views:
+            raise SystemExit(f"error: --views expects CLIPSxCROPS such as 1x1 or 4x3, got {args.views!r}")
+        cfg["test"]["clips"], cfg["test"]["crops"] = int(views[1]), int(views[2])
+    if args.batch_size is not None:
+        cfg["test"]["batch_size"] = args.batch_size
+    if args.workers is not None:
+        cfg["train"]["workers"] = args.workers
+    check_config(cfg)
+    splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
+    return ckpt, cfg, read_splits(splits_dir, cfg["dataset"], ["val_set1", "val_set2"]), video_root
+
+
+def paired_directions(runs: list, key=lambda r: (r["model"], r["dataset"], r["task"])) -> dict:
+    """{(model, dataset, task): runs}: where one is given more than once, it must be one run trained on
+    set 1 and one on set 2 (sorted so); `runs` are results, or configs with another `key`."""
+    groups = {}
+    for r in runs:
+        groups.setdefault(key(r), []).append(r)
+    for (model, dataset, task), group in groups.items():
+        group.sort(key=lambda r: r["train_set"])
+        if len(group) > 1 and [r["train_set"] for r in group] != [1, 2]:
+            raise SystemExit(f"error: to average {model} on {dataset} ({task} task) give one checkpoint trained on set 1 "
+                             f"and one trained on set 2, got sets {[r['train_set'] for r in group]}")
+    return groups
+
+
+def average_runs(results: list, rank: int = 0) -> list:
+    """The two-direction average of every (model, dataset, task) given for both training sets."""
+    averages = []
+    for (model, dataset, task), runs in paired_directions(results).items():
+        if len(runs) == 2:
+            averages.append({"model": model, "dataset": dataset, "task": task,
+                             "top1": average_directions([r["top1"] for r in runs]),
+                             "mean_class": average_directions([r["mean_class"] for r in runs])})
+            if rank == 0:
+                print(format_average(runs, averages[-1]["top1"]) + "\n")
+    return averages
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ from scratch on set 1 and on set 2, and the two-direction Known / Unknown / D_ab
 Defaults come from the model's recipe (models/<model>.yaml and its section for the dataset); the
 flags and --set KEY=VALUE override them. Each epoch writes <out>/ckpt.pt atomically; Ctrl-C saves
 one at the next step and stops; --resume continues exactly where it stopped.
+
+A run is run(args) = setup (settings, split files, model, optimizer, resumed state: every check
+before any video is read) -> fit (train_one_epoch per epoch, a checkpoint after each) ->
+final_evaluation. Another script can call these with its own model, labels and loss (see setup).
 """
 import argparse
 import contextlib
@@ -22,7 +26,10 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,12 +37,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
-from data.loader import TrainSampler, VideoDataset, flip_allowed, load_videos, make_loader
+from data.loader import TrainSampler, VideoDataset, flip_allowed, make_loader
 from evaluate import (
-    autocast, average_directions, evaluate_direction, format_average, format_direction, git_commit, init_distributed,
-    load_checkpoint, load_model_state, pick_device, resolve_data, unwrap,
+    autocast, average_directions, evaluate_direction, first_line, format_average, format_direction, git_commit,
+    init_distributed, load_checkpoint, load_model_state, pick_device, read_splits, resolve_data, unwrap,
 )
-from models import apply_override, build_model, check_model, list_models, load_recipe, parse_override
+from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
 
 FLAG_OVERRIDES = {  # flag -> recipe key
     "frames": ("input", "frames"),
@@ -53,8 +60,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--data", help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--train-set", type=int, choices=[1, 2], default=1)
-    p.add_argument("--task", choices=["coarse", "fine"], default="coarse")
+    p.add_argument("--train-set", type=int, choices=[1, 2], help="the set trained on (default 1)")
+    p.add_argument("--task", choices=["coarse", "fine"], help="default coarse")
     p.add_argument("--splits", help="prepared split folder (default: splits/<data>)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
     p.add_argument("--out", help="output folder (default: runs/<model>_<data>_<task>_set<N>)")
@@ -73,26 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="decord", choices=["decord", "pyav"], help="video decoder")
     p.add_argument("--device")
     p.add_argument("--log-every", type=int, default=10, help="optimizer steps between log lines")
-    p.add_argument("--appearance", choices=["coupled", "shared"], default="coupled",
-                   help="main job only: Syn-TA appearance (coupled: set-specific shapes and backgrounds, as the benchmark)")
+    p.add_argument("--appearance", choices=["coupled", "shared"],
+                   help="main job only: Syn-TA appearance (default coupled: set-specific shapes and backgrounds, as the benchmark)")
     return p.parse_args(argv)
-
-
-def make_config(args) -> dict:
-    if not args.model or not args.data:
-        raise SystemExit("error: give --model and --data (e.g. python train.py --model vit --data synta)")
-    check_model(args.model)
-    check_dataset(args.data)
-    cfg = load_recipe(args.model, args.data, tiny=args.tiny, task=args.task)
-    for flag, keys in FLAG_OVERRIDES.items():
-        if getattr(args, flag) is not None:
-            apply_override(cfg, list(keys), getattr(args, flag))
-    for text in args.set:
-        apply_override(cfg, *parse_override(text))
-    if args.compile:
-        cfg["train"]["compile"] = True
-    cfg.update(dataset=args.data, task=args.task, train_set=args.train_set, splits=str(Path(args.splits or f"splits/{args.data}").resolve()))
-    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +114,12 @@ def make_optimizer(model, cfg_train: dict, device):
     if cfg_train["optimizer"] == "sgd":
         return torch.optim.SGD(groups, momentum=cfg_train["momentum"], nesterov=True)
     raise SystemExit(f"error: train.optimizer must be adamw or sgd, found {cfg_train['optimizer']!r}")
+
+
+def make_scheduler(optimizer, cfg_train: dict, steps_per_epoch: int):
+    warmup, total = round(cfg_train["warmup_epochs"] * steps_per_epoch), cfg_train["epochs"] * steps_per_epoch
+    args = (total, warmup, cfg_train["warmup_start_factor"], cfg_train["min_lr"] / cfg_train["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, *args))
 
 
 def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_ratio: float) -> float:
@@ -204,15 +200,26 @@ def save_checkpoint(path: Path, **state) -> None:
 
 
 class Progress:
-    """One line per `log_every` steps in logs; a live bar with ETA on a terminal."""
+    """One line per `log_every` steps in logs; a live bar with ETA on a terminal; the clips/s since
+    the last line (or the epoch's start)."""
 
     def __init__(self, total_steps: int, done: int, enabled: bool):
         self.total, self.start_done, self.enabled = total_steps, done, enabled
         self.t0, self.tty = time.time(), sys.stderr.isatty()
+        self.restart_rate()
 
-    def update(self, done: int, epoch: int, epochs: int, loss: float, lr: float, clips_per_s: float):
+    def restart_rate(self):
+        self.clips, self.t_last = 0, time.time()
+
+    def count(self, clips: int):
+        self.clips += clips
+
+    def update(self, done: int, epoch: int, epochs: int, loss: float, lr: float) -> float:
+        """-> clips/s since the last update"""
+        clips_per_s = self.clips / max(time.time() - self.t_last, 1e-9)
+        self.restart_rate()
         if not self.enabled:
-            return
+            return clips_per_s
         elapsed = time.time() - self.t0
         rate = (done - self.start_done) / elapsed if elapsed > 0 else 0
         eta = (self.total - done) / rate if rate > 0 else 0
@@ -221,6 +228,7 @@ class Progress:
         line = (f"epoch {epoch + 1}/{epochs} [{bar}] {done}/{self.total} loss {loss:.4f} lr {lr:.2e} "
                 f"{clips_per_s:.1f} clips/s ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        return clips_per_s
 
     def close(self):
         if self.enabled and self.tty:
@@ -228,15 +236,31 @@ class Progress:
 
 
 def main(argv=None):
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     args = parse_args(argv)
-    try:
-        if not (args.model or args.data or args.resume):
-            return main_job(args)
-        return run(args)
-    finally:
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
+    if not (args.model or args.data or args.resume):
+        check_flags(args)
+        return main_job(args)
+    return run(args)
+
+
+def check_flags(args) -> None:
+    """The flags that are not recipe keys (models.check_config checks those), and flags a run would ignore."""
+    given = [f"--{k.replace('_', '-')}" for k in FLAG_OVERRIDES if getattr(args, k) is not None]
+    given += ["--set"] * bool(args.set) + ["--tiny"] * args.tiny + ["--compile"] * args.compile
+    if not (args.model or args.data or args.resume):
+        given += [f"--{k.replace('_', '-')}" for k in ("splits", "root", "task", "train_set") if getattr(args, k) is not None]
+        if set(given) - {"--tiny", "--workers"}:
+            raise SystemExit(f"error: {sorted(set(given) - {'--tiny', '--workers'})[0]} needs --model and --data; the main job "
+                             "(python train.py alone) runs its own recipe")
+    elif args.appearance:
+        raise SystemExit("error: --appearance belongs to the main job (python train.py without --model and --data)")
+    elif args.resume and set(given) - {"--workers"}:
+        raise SystemExit(f"error: {sorted(set(given) - {'--workers'})[0]} cannot change a resumed run: its settings come from "
+                         "its checkpoint; start a new run (another --out) to change them")
+    if args.log_every < 1:
+        raise SystemExit(f"error: --log-every must be at least 1 (optimizer steps between log lines), got {args.log_every}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SystemExit(f"error: --out {args.out} is a file; give a folder for the run")
 
 
 MAIN_JOB_MODEL = "i3d_small"
@@ -247,226 +271,356 @@ def main_job(args) -> dict:
     from data.prepare import prepare
     from data.synta import PROFILES, generate
 
-    root = Path("cache") / f"synta_small_{args.appearance}"
-    print(f"main job: Syn-TA small profile ({args.appearance} appearance) in {root}, {MAIN_JOB_MODEL} from scratch, "
+    appearance = args.appearance or "coupled"
+    root = Path("cache") / f"synta_small_{appearance}"
+    print(f"main job: Syn-TA small profile ({appearance} appearance) in {root}, {MAIN_JOB_MODEL} from scratch, "
           "both directions", file=sys.stderr)
-    generate(root, **PROFILES["small"], appearance=args.appearance, progress=sys.stderr.isatty())
+    generate(root, **PROFILES["small"], appearance=appearance, progress=sys.stderr.isatty())
     splits = root / "splits"
     if not (splits / "dataset.yaml").is_file():
         prepare("synta", root, splits)
     directions = []
     for s in (1, 2):
-        out = Path(args.out or "runs") / f"main_job_{args.appearance}" / f"set{s}"
+        out = Path(args.out or "runs") / f"main_job_{appearance}" / f"set{s}"
         if (out / "ckpt.pt").is_file():  # finished runs are only re-evaluated; interrupted ones continue
             argv = ["--resume", "--out", str(out)]
         else:
             argv = ["--model", MAIN_JOB_MODEL, "--data", "synta", "--splits", str(splits), "--train-set", str(s), "--out", str(out)]
             argv += ["--tiny"] if args.tiny else []
         argv += ["--workers", str(args.workers)] if args.workers is not None else []
-        directions.append(run(parse_args(argv + ["--backend", args.backend])))
+        argv += ["--device", args.device] if args.device else []
+        directions.append(run(parse_args(argv + ["--backend", args.backend, "--log-every", str(args.log_every)])))
     summary = {"directions": directions, "average": average_directions([d["top1"] for d in directions])}
     print("\n" + format_average(directions, summary["average"]))
     return summary
 
 
-def run(args):
+def run(args) -> dict:
     """Train, checkpoint every epoch, evaluate both val sets; returns the result dict."""
+    state = setup(args)
+    fit(state)
+    result = final_evaluation(state)
+    if state.world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up: settings, data, model, optimizer, resumed state
+
+
+@dataclass
+class Run:
+    """What the set-up gives the training loop and the final evaluation."""
+
+    cfg: dict
+    out: Path
+    device: torch.device
+    rank: int
+    world: int
+    model: torch.nn.Module  # checkpoints and evaluation use the bare model
+    train_model: torch.nn.Module  # the loop calls it: wrapped in DistributedDataParallel and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable  # (model, clips, targets) -> (loss, logits scored against the labels)
+    dataset: VideoDataset
+    sampler: TrainSampler
+    val_videos: dict  # {"val_set1": [Video, ...], "val_set2": [...]}
+    video_root: Path
+    num_classes: int
+    micro_batch: int  # clips per process and forward pass
+    workers: int
+    backend: str
+    log_every: int
+    start_epoch: int = 0  # where training continues: epoch, and optimizer steps done in it
+    start_step: int = 0
+    decode_failures: int = 0
+    stop_requested: bool = False
+    log_file: object = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def precision(self) -> str:
+        return self.cfg["train"]["precision"] if self.device.type == "cuda" else "fp32"
+
+    def log(self, record: dict) -> None:
+        if self.is_main:
+            self.log_file = self.log_file or open(self.out / "log.jsonl", "a")
+            self.log_file.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
+            self.log_file.flush()
+
+    def save(self, epoch: int, step_in_epoch: int) -> None:
+        if self.is_main:
+            save_checkpoint(self.out / "ckpt.pt", model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
+                            scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
+                            step_in_epoch=step_in_epoch, rng=rng_state(), config=self.cfg, git=git_commit())
+        if self.world > 1:
+            dist.barrier()
+
+
+def setup(args, make_model=None, label=None) -> Run:
+    """Everything before the first step, cheapest checks first: the settings, all four split files,
+    the model, optimizer and schedule, then a resumed run's state. Another script trains its own
+    model through the same loop with `make_model(cfg, class_names)` and `label` ("coarse", "fine" or
+    "both"; default: the task's), then replaces `loss_fn` on the result where its loss differs."""
+    check_flags(args)
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)
-    is_main = rank == 0
-
-    ckpt = None
-    if args.resume:
-        resume_path = Path(args.resume) if isinstance(args.resume, str) else None
-        if resume_path is None:
-            if not args.out and not (args.model and args.data):
-                raise SystemExit("error: --resume needs --out DIR of the run (or the path of its ckpt.pt)")
-            resume_path = Path(args.out or f"runs/{args.model}_{args.data}_{args.task}_set{args.train_set}") / "ckpt.pt"
-        ckpt = load_checkpoint(resume_path)
-        cfg = ckpt["config"]
-        for name, given in (("model", args.model), ("data", args.data)):
-            recorded = cfg["model_name"] if name == "model" else cfg["dataset"]
-            if given and given != recorded:
-                raise SystemExit(f"error: {resume_path} is a run of --{name} {recorded}, not {given}")
-        if args.workers is not None:
-            cfg["train"]["workers"] = args.workers
-        out = resume_path.parent
-    else:
-        cfg = make_config(args)
-        out = Path(args.out or f"runs/{cfg['model_name']}_{cfg['dataset']}_{cfg['task']}_set{cfg['train_set']}")
-        if (out / "ckpt.pt").exists():
-            raise SystemExit(f"error: {out} already holds a run; continue it with --resume or choose another --out")
-    ckpt_path = out / "ckpt.pt"
-    tc = cfg["train"]
-    precision = tc["precision"] if device.type == "cuda" else "fp32"
-
-    splits_dir, video_root = resolve_data(cfg, None if ckpt else args.splits, args.root)
-    hierarchy = load_hierarchy(cfg["dataset"])
-    class_names = hierarchy.class_names(cfg["task"], cfg["train_set"])
-    videos = load_videos(splits_dir, f"train_set{cfg['train_set']}", cfg["dataset"])
-
+    cfg, out, ckpt = new_or_resumed(args)
+    tc, label = cfg["train"], label or cfg["task"]
+    if label == "both" and (tc["mixup"] > 0 or tc["cutmix"] > 0):
+        raise SystemExit("error: train.mixup and train.cutmix mix one kind of label; set them to 0 to train on coarse and fine labels")
     micro_batch, rest = divmod(tc["batch_size"], world * tc["accum_steps"])
     if micro_batch == 0 or rest:
         raise SystemExit(f"error: train.batch_size {tc['batch_size']} must be a multiple of processes x accum_steps "
                          f"({world} x {tc['accum_steps']})")
-    sampler = TrainSampler(len(videos), micro_batch, tc["accum_steps"], rank, world, tc["seed"])
-    steps_per_epoch = sampler.steps_per_epoch()
-    if steps_per_epoch == 0:
-        raise SystemExit(f"error: train_set{cfg['train_set']} has {len(videos)} videos, fewer than one batch of "
+    splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
+    train_split = f"train_set{cfg['train_set']}"
+    videos = read_splits(splits_dir, cfg["dataset"], ["train_set1", "train_set2", "val_set1", "val_set2"])
+    sampler = TrainSampler(len(videos[train_split]), micro_batch, tc["accum_steps"], rank, world, tc["seed"])
+    if sampler.steps_per_epoch() == 0:
+        raise SystemExit(f"error: {train_split} has {len(videos[train_split])} videos, fewer than one batch of "
                          f"{tc['batch_size']}; lower --batch-size")
-    total_steps = tc["epochs"] * steps_per_epoch
-
+    class_names = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
     torch.manual_seed(tc["seed"])
-    model = build_model(cfg if ckpt is None else {**cfg, "pretrained": "none"}, class_names).to(device)
+    model = (make_model or build_model)(cfg if ckpt is None else {**cfg, "pretrained": "none"}, class_names).to(device)
     if cfg["task"] == "fine" and not hasattr(model, "set_class_names"):
         raise SystemExit(f"error: the fine task needs a text model; {cfg['model_name']} is a classifier with fixed classes")
     optimizer = make_optimizer(model, tc, device)
-    warmup = round(tc["warmup_epochs"] * steps_per_epoch)
-    min_ratio = tc["min_lr"] / tc["lr"] if tc["lr"] else 0.0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, tc["warmup_start_factor"], min_ratio))
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    start_epoch, start_step = 0, 0
+    scheduler = make_scheduler(optimizer, tc, sampler.steps_per_epoch())
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tc["precision"] == "fp16")
+    flip = all(flip_allowed(cfg["dataset"], kind) for kind in (("coarse", "fine") if label == "both" else (label,)))
+    dataset = VideoDataset(videos[train_split], video_root, label, cfg, train=True, seed=tc["seed"], backend=args.backend, flip=flip)
+    state = Run(cfg=cfg, out=out, device=device, rank=rank, world=world, model=model, train_model=model, optimizer=optimizer,
+                scheduler=scheduler, scaler=scaler, loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"]),
+                dataset=dataset, sampler=sampler, val_videos={k: videos[k] for k in ("val_set1", "val_set2")},
+                video_root=video_root, num_classes=len(class_names), micro_batch=micro_batch,
+                workers=min(tc["workers"], os.cpu_count() or 1), backend=args.backend, log_every=args.log_every)
     if ckpt:
-        load_model_state(model, ckpt["model"], str(ckpt_path))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, start_step = ckpt["epoch"], ckpt["step_in_epoch"]
-        set_rng_state(ckpt["rng"])
+        restore(state, ckpt, out / "ckpt.pt")
     else:
         torch.manual_seed(tc["seed"] + rank)
-
-    train_model = model
     if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    if tc.get("compile"):
-        train_model = torch.compile(train_model)
-
-    dataset = VideoDataset(videos, video_root, cfg["task"], cfg, train=True, seed=tc["seed"], backend=args.backend,
-                           flip=flip_allowed(cfg["dataset"], cfg["task"]))
-    workers = min(tc["workers"], os.cpu_count() or 1)
+        state.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    if tc["compile"]:
+        state.train_model = torch.compile(state.train_model)
     out.mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "log.jsonl", "a") if is_main else None
+    if state.is_main and not ckpt:
+        print(f"{cfg['model_name']} on {cfg['dataset']} set {cfg['train_set']} ({cfg['task']}): {len(dataset)} videos, "
+              f"{len(class_names)} classes, {tc['epochs']} epochs x {sampler.steps_per_epoch()} steps of {tc['batch_size']} clips, "
+              f"{world} process(es) on {device}, {state.precision}; writing to {out}", file=sys.stderr)
+        state.log({"type": "config", "config": cfg, "git": git_commit(), "world": world})
+    return state
 
-    def log(record):
-        if log_file:
-            log_file.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
-            log_file.flush()
 
-    def checkpoint(epoch, step_in_epoch):
-        if is_main:
-            save_checkpoint(ckpt_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
-                            step_in_epoch=step_in_epoch, rng=rng_state(), config=cfg, git=git_commit())
-        if world > 1:
-            dist.barrier()
+def new_or_resumed(args) -> tuple:
+    """-> (cfg, out folder, checkpoint or None): a new run's settings from the recipe and the flags, or
+    a resumed run's from its checkpoint; checked either way."""
+    if not args.resume:
+        cfg = make_config(args)
+        out = Path(args.out or f"runs/{cfg['model_name']}_{cfg['dataset']}_{cfg['task']}_set{cfg['train_set']}")
+        if (out / "ckpt.pt").exists():
+            raise SystemExit(f"error: {out} already holds a run; continue it with --resume or choose another --out")
+        return cfg, out, None
+    path = Path(args.resume) if isinstance(args.resume, str) else None
+    if path is None:
+        if not args.out and not (args.model and args.data):
+            raise SystemExit("error: --resume needs --out DIR of the run (or the path of its ckpt.pt)")
+        path = Path(args.out or f"runs/{args.model}_{args.data}_{args.task or 'coarse'}_set{args.train_set or 1}") / "ckpt.pt"
+    ckpt = load_checkpoint(path)
+    missing = [k for k in RUN_STATE if k not in ckpt]
+    if missing:
+        raise SystemExit(f"error: {path} has no {missing[0]!r} entry, which resuming needs; was it written by another program?")
+    cfg = ckpt["config"]
+    for flag, key in (("model", "model_name"), ("data", "dataset"), ("task", "task"), ("train_set", "train_set")):
+        given = getattr(args, flag)
+        if given is not None and given != cfg[key]:
+            raise SystemExit(f"error: {path} is a run of --{flag.replace('_', '-')} {cfg[key]}, not {given}")
+    if args.workers is not None:
+        cfg["train"]["workers"] = args.workers
+    return check_config(cfg), path.parent, ckpt
 
-    stop = {"requested": False}
+
+def make_config(args) -> dict:
+    if not args.model or not args.data:
+        raise SystemExit("error: give --model and --data (e.g. python train.py --model vit --data synta)")
+    check_model(args.model)
+    check_dataset(args.data)
+    task, train_set = args.task or "coarse", args.train_set or 1
+    cfg = load_recipe(args.model, args.data, tiny=args.tiny, task=task)
+    for flag, keys in FLAG_OVERRIDES.items():
+        if getattr(args, flag) is not None:
+            apply_override(cfg, list(keys), getattr(args, flag))
+    for text in args.set:
+        apply_override(cfg, *parse_override(text))
+    if args.compile:
+        cfg["train"]["compile"] = True
+    cfg.update(dataset=args.data, task=task, train_set=train_set, splits=str(Path(args.splits or f"splits/{args.data}").resolve()))
+    return check_config(cfg)
+
+
+RUN_STATE = ("optimizer", "scheduler", "scaler", "epoch", "step_in_epoch", "rng")
+
+
+def restore(state: Run, ckpt: dict, path: Path) -> None:
+    """A resumed run's weights, optimizer, schedule, grad scaler, RNG and position; a part that does not
+    fit this run (a hand-edited file, another model's optimizer) is one line naming it."""
+    load_model_state(state.model, ckpt["model"], str(path))
+    fresh_keys = [set(g) for g in state.optimizer.param_groups]
+    parts = {"optimizer": state.optimizer.load_state_dict, "scheduler": state.scheduler.load_state_dict,
+             "scaler": state.scaler.load_state_dict, "rng": set_rng_state}
+    for name, load in parts.items():
+        try:
+            load(ckpt[name])
+            if name == "optimizer":
+                check_optimizer_state(state.optimizer, fresh_keys)
+            if name == "scheduler" and len(state.scheduler.base_lrs) != len(state.optimizer.param_groups):
+                raise ValueError(f"{len(state.scheduler.base_lrs)} learning rates for {len(state.optimizer.param_groups)} parameter groups")
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+            raise SystemExit(f"error: {path}: its {name} state does not fit this run ({type(e).__name__}: {first_line(e)}); "
+                             "was the file edited, or written for another model?") from None
+    epoch, step = ckpt["epoch"], ckpt["step_in_epoch"]
+    if not (isinstance(epoch, int) and isinstance(step, int) and 0 <= epoch <= state.cfg["train"]["epochs"]
+            and 0 <= step < state.sampler.steps_per_epoch()):
+        raise SystemExit(f"error: {path}: its position (epoch {epoch!r}, step {step!r}) is outside this run's "
+                         f"{state.cfg['train']['epochs']} epochs of {state.sampler.steps_per_epoch()} steps")
+    state.start_epoch, state.start_step = epoch, step
+
+
+def check_optimizer_state(optimizer, fresh_keys: list) -> None:
+    """After load_state_dict: every group keeps the settings this optimizer reads, every per-parameter
+    tensor has its parameter's shape (torch checks neither)."""
+    for group, keys in zip(optimizer.param_groups, fresh_keys):
+        if keys - set(group):
+            raise ValueError(f"a parameter group lacks {sorted(keys - set(group))[0]!r} (another optimizer's state?)")
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != p.shape:
+                    raise ValueError(f"{name} of shape {list(value.shape)} for a parameter of shape {list(p.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+@contextlib.contextmanager
+def stop_on_signal(state: Run):
+    """Ctrl-C or SIGTERM asks the loop to write a checkpoint at the next step and stop; a second one aborts."""
 
     def on_signal(signum, frame):
-        if stop["requested"]:
+        if state.stop_requested:
             raise KeyboardInterrupt
-        stop["requested"] = True
-        if is_main:
+        state.stop_requested = True
+        if state.is_main:
             print("\nstopping: a checkpoint is written after this step (press Ctrl-C again to abort without one)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    interrupt_at = int(os.environ.get("MT_INTERRUPT_AT_STEP", -1))  # tests: raise a real SIGINT at this step
+    previous = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
-    if is_main and ckpt is None:
-        print(f"{cfg['model_name']} on {cfg['dataset']} set {cfg['train_set']} ({cfg['task']}): {len(videos)} videos, "
-              f"{len(class_names)} classes, {tc['epochs']} epochs x {steps_per_epoch} steps of {tc['batch_size']} clips, "
-              f"{world} process(es) on {device}, {precision}; writing to {out}", file=sys.stderr)
-        log({"type": "config", "config": cfg, "git": git_commit(), "world": world})
-    progress = Progress(total_steps, start_epoch * steps_per_epoch + start_step, is_main)
-    failures_total = 0
-    bad_step = torch.tensor(-1, device=device)  # first optimizer step with a non-finite loss, kept on the device
 
-    for epoch in range(start_epoch, tc["epochs"]):
-        skip = start_step if epoch == start_epoch else 0
-        sampler.set_epoch(epoch, skip * tc["accum_steps"])
-        dataset.set_epoch(epoch)
-        loader = make_loader(dataset, micro_batch, sampler, workers, device.type == "cuda")
-        train_model.train()
-        step = skip
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen, t_last, clips_since = 0, time.time(), 0
-        for i, (clips, labels, _, failures) in enumerate(loader):
-            failures_total += failures
-            clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            targets = labels
-            if tc["mixup"] > 0 or tc["cutmix"] > 0:
-                mix_rng = np.random.default_rng([tc["seed"], epoch, skip * tc["accum_steps"] + i, rank])
-                clips, targets = mix_batch(clips, labels, len(class_names), tc, mix_rng)
-            last_micro = (i + 1) % tc["accum_steps"] == 0
-            sync = train_model.no_sync() if world > 1 and not last_micro and hasattr(train_model, "no_sync") else contextlib.nullcontext()
-            with sync, autocast(device, precision):
-                loss, logits = compute_loss(train_model, clips, targets, tc["label_smoothing"])
-            scaler.scale(loss / tc["accum_steps"]).backward()
-            loss_sum += loss.detach()
-            correct += (logits.argmax(-1) == labels).sum()
-            seen += len(labels)
-            clips_since += len(labels) * world
-            if not last_micro:
-                continue
-            optimizer_step(model, optimizer, scaler, tc["grad_clip"])
-            scheduler.step()
-            global_step = epoch * steps_per_epoch + step
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), torch.tensor(global_step, device=device), bad_step)
-            step += 1
-            if global_step + 1 == interrupt_at:
-                signal.raise_signal(signal.SIGINT)
-            check_now = step % args.log_every == 0 or step == steps_per_epoch or (world == 1 and stop["requested"])
-            if not check_now:
-                continue
-            flags = torch.stack([bad_step.float(), torch.tensor(float(stop["requested"]), device=device)])
-            if world > 1:
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            if flags[0] >= 0:
-                progress.close()
-                bad = int(flags[0])
-                raise SystemExit(f"error: non-finite loss at epoch {bad // steps_per_epoch + 1}, step {bad % steps_per_epoch + 1}; training stopped. "
-                                 f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (first epoch)'}; "
-                                 "lower train.lr or check the data")
-            now = time.time()
-            rate = clips_since / max(now - t_last, 1e-9)
-            t_last, clips_since = now, 0
-            mean_loss = loss_sum.item() / max(1, seen / micro_batch)
-            lr = optimizer.param_groups[0]["lr"]
-            progress.update(epoch * steps_per_epoch + step, epoch, tc["epochs"], mean_loss, lr, rate)
-            log({"type": "step", "epoch": epoch, "step": step, "loss": round(mean_loss, 5), "lr": lr, "clips_per_s": round(rate, 2)})
-            if flags[1] > 0:
-                checkpoint(*((epoch + 1, 0) if step == steps_per_epoch else (epoch, step)))
-                progress.close()
-                if is_main:
-                    print(f"stopped at epoch {epoch + 1} step {step}/{steps_per_epoch}; checkpoint {ckpt_path}. "
-                          f"Continue with: python train.py --resume {ckpt_path}", file=sys.stderr)
-                log({"type": "interrupted", "epoch": epoch, "step": step})
-                sys.exit(130)
-        train_loss = loss_sum.item() / max(1, seen / micro_batch)
-        train_acc = 100.0 * correct.item() / max(1, seen)
-        checkpoint(epoch + 1, 0)
-        log({"type": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_top1": round(train_acc, 2),
-             "decode_failures": failures_total})
+def fit(state: Run) -> None:
+    """The epochs from where the run stands, a checkpoint and a log line after each."""
+    tc, steps = state.cfg["train"], state.sampler.steps_per_epoch()
+    progress = Progress(tc["epochs"] * steps, state.start_epoch * steps + state.start_step, state.is_main)
+    with stop_on_signal(state):
+        for epoch in range(state.start_epoch, tc["epochs"]):
+            train_loss, train_top1 = train_one_epoch(state, epoch, progress)
+            state.save(epoch + 1, 0)
+            state.log({"type": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_top1": round(train_top1, 2),
+                       "decode_failures": state.decode_failures})
     progress.close()
-    if world > 1:
-        counts = torch.tensor(float(failures_total), device=device)
+    if state.world > 1:
+        counts = torch.tensor(float(state.decode_failures), device=state.device)
         dist.all_reduce(counts)
-        failures_total = int(counts.item())
+        state.decode_failures = int(counts.item())
 
-    result = evaluate_direction(model, cfg, splits_dir, video_root, device, rank, world, args.backend, progress=is_main)
-    result["checkpoint"] = str(ckpt_path)
-    result["train_decode_failures"] = failures_total
-    if is_main:
-        log({"type": "eval", **result})
-        (out / "results.json").write_text(json.dumps(result, indent=1))
+
+def train_one_epoch(state: Run, epoch: int, progress) -> tuple:
+    """One epoch, or what a resumed run has left of it -> (mean loss, top-1 %) on its training clips."""
+    tc, accum, steps = state.cfg["train"], state.cfg["train"]["accum_steps"], state.sampler.steps_per_epoch()
+    skip = state.start_step if epoch == state.start_epoch else 0  # optimizer steps already done in this epoch
+    state.sampler.set_epoch(epoch, skip * accum)
+    state.dataset.set_epoch(epoch)
+    loader = make_loader(state.dataset, state.micro_batch, state.sampler, state.workers, state.device.type == "cuda")
+    state.train_model.train()
+    step, seen = skip, 0
+    progress.restart_rate()
+    loss_sum, correct = torch.zeros((), device=state.device), torch.zeros((), device=state.device)
+    bad_step = torch.tensor(-1, device=state.device)  # first optimizer step with a non-finite loss, kept on the device
+    for i, (clips, labels, _, failures) in enumerate(loader):
+        state.decode_failures += failures
+        clips, labels = clips.to(state.device, non_blocking=True), labels.to(state.device, non_blocking=True)
+        targets = labels
+        if tc["mixup"] > 0 or tc["cutmix"] > 0:  # mixed clips, soft targets; drawn from (seed, epoch, micro-batch, rank)
+            mix_rng = np.random.default_rng([tc["seed"], epoch, skip * accum + i, state.rank])
+            clips, targets = mix_batch(clips, labels, state.num_classes, tc, mix_rng)
+        last_micro = (i + 1) % accum == 0  # the optimizer steps after `accum` micro-batches
+        # with several processes, gradients are all-reduced only in the backward of the last micro-batch
+        no_sync = state.train_model.no_sync() if state.world > 1 and not last_micro else contextlib.nullcontext()
+        with no_sync, autocast(state.device, state.precision):  # bf16/fp16 on CUDA, fp32 on the CPU
+            loss, logits = state.loss_fn(state.train_model, clips, targets)
+        state.scaler.scale(loss / accum).backward()  # accumulate the mean over the step's micro-batches (fp16: scaled)
+        loss_sum += loss.detach()
+        correct += (logits.argmax(-1) == (labels if labels.ndim == 1 else labels[:, 0])).sum()  # "both": (coarse, fine)
+        seen += len(labels)
+        progress.count(len(labels) * state.world)
+        if not last_micro:
+            continue
+        optimizer_step(state.model, state.optimizer, state.scaler, tc["grad_clip"])  # unscale, clip, step, zero the grads
+        state.scheduler.step()  # warmup, then cosine: per optimizer step
+        bad = torch.tensor(epoch * steps + step, device=state.device)
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), bad, bad_step)  # no sync with the host
+        step += 1
+        if step % state.log_every == 0 or step == steps or (state.world == 1 and state.stop_requested):
+            check_in(state, progress, epoch, step, bad_step, loss_sum.item() / max(1, seen / state.micro_batch))
+    return loss_sum.item() / max(1, seen / state.micro_batch), 100.0 * correct.item() / max(1, seen)
+
+
+def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: float) -> None:
+    """Every --log-every steps, at the end of an epoch and when a stop was asked for: all processes
+    agree on a non-finite loss (the run ends) and on a stop (checkpoint, exit 130); progress and log."""
+    steps = state.sampler.steps_per_epoch()
+    flags = torch.stack([bad_step.float(), torch.tensor(float(state.stop_requested), device=state.device)])
+    if state.world > 1:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    if flags[0] >= 0:
+        progress.close()
+        bad, ckpt_path = int(flags[0]), state.out / "ckpt.pt"
+        raise SystemExit(f"error: non-finite loss at epoch {bad // steps + 1}, step {bad % steps + 1}; training stopped. "
+                         f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (first epoch)'}; "
+                         "lower train.lr or check the data")
+    lr = state.optimizer.param_groups[0]["lr"]
+    clips_per_s = progress.update(epoch * steps + step, epoch, state.cfg["train"]["epochs"], mean_loss, lr)
+    state.log({"type": "step", "epoch": epoch, "step": step, "loss": round(mean_loss, 5), "lr": lr, "clips_per_s": round(clips_per_s, 2)})
+    if flags[1] > 0:
+        state.save(*((epoch + 1, 0) if step == steps else (epoch, step)))
+        progress.close()
+        if state.is_main:
+            print(f"stopped at epoch {epoch + 1} step {step}/{steps}; checkpoint {state.out / 'ckpt.pt'}. "
+                  f"Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
+        state.log({"type": "interrupted", "epoch": epoch, "step": step})
+        sys.exit(130)
+
+
+def final_evaluation(state: Run) -> dict:
+    """Known and Unknown on both val sets; results.json and the table (main process)."""
+    result = evaluate_direction(state.model, state.cfg, state.val_videos, state.video_root, state.device, state.rank,
+                                state.world, state.backend, progress=state.is_main)
+    result["checkpoint"] = str(state.out / "ckpt.pt")
+    result["train_decode_failures"] = state.decode_failures
+    if state.is_main:
+        state.log({"type": "eval", **result})
+        (state.out / "results.json").write_text(json.dumps(result, indent=1))
         print("\n" + format_direction(result))
-        print(f"videos that failed to decode during training: {failures_total}")
-    if world > 1:
-        dist.destroy_process_group()
+        print(f"videos that failed to decode during training: {state.decode_failures}")
     return result
 
 

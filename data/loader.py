@@ -63,7 +63,8 @@ class VideoDataset(torch.utils.data.Dataset):
     def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True):
         self.videos, self.root = list(videos), Path(root)
         self.split_file = videos.path if isinstance(videos, Split) else None
-        self.labels = [v.coarse_id if label == "coarse" else v.fine_id for v in self.videos]
+        # label: "coarse" or "fine" (class ids), or "both" ((coarse, fine) pairs: labels [B, 2] in a batch)
+        self.labels = [{"coarse": v.coarse_id, "fine": v.fine_id, "both": (v.coarse_id, v.fine_id)}[label] for v in self.videos]
         self.cfg_input, self.cfg_test = cfg["input"], cfg["test"]
         self.train, self.seed, self.backend = train, seed, backend
         self.flip = flip and self.cfg_input["flip"]

@@ -277,3 +277,147 @@ def build_model(cfg: dict, class_names: list):
     cfg["model"] checked and completed (model_arguments)."""
     cfg = {**cfg, "model": model_arguments(cfg)}
     return model_module(cfg).build_model(cfg, class_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# every setting outside `model:` checked for type and range before anything reads data or builds a model
+
+
+def _at_least(low):
+    return f">= {low}", lambda v: v >= low
+
+
+def _above(low):
+    return f"> {low}", lambda v: v > low
+
+
+def _from_to(low, high, high_included=True):
+    return f"in [{low}, {high}{']' if high_included else ')'}", lambda v: low <= v <= high and (high_included or v < high)
+
+
+CHOICES = {
+    "input.sampling": ("segment", "dense"),
+    "input.train_crop": ("jitter", "rrc"),
+    "train.optimizer": ("adamw", "sgd"),
+    "train.precision": ("bf16", "fp16", "fp32"),
+    "test.crops": (1, 3),
+}
+RANGES = {  # key: (what the error says, test); a list's every value must pass
+    "input.frames": _at_least(1),
+    "input.stride": _at_least(1),
+    "input.size": _at_least(1),
+    "input.jitter": _at_least(1),
+    "input.rrc_scale": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "input.mean": _from_to(0, 255),
+    "input.std": _above(0),
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.accum_steps": _at_least(1),
+    "train.lr": _above(0),
+    "train.min_lr": _at_least(0),
+    "train.betas": _from_to(0, 1, high_included=False),
+    "train.momentum": _from_to(0, 1, high_included=False),
+    "train.weight_decay": _at_least(0),
+    "train.warmup_epochs": _at_least(0),
+    "train.warmup_start_factor": _from_to(0, 1),
+    "train.grad_clip": _at_least(0),
+    "train.label_smoothing": _from_to(0, 1, high_included=False),
+    "train.mixup": _at_least(0),
+    "train.cutmix": _at_least(0),
+    "train.mix_switch_prob": _from_to(0, 1),
+    "train.workers": _at_least(0),
+    "train.seed": _from_to(0, 2**32 - 1),  # numpy's generators take no negative seed
+    "test.clips": _at_least(1),
+    "test.short_side": _at_least(1),
+    "test.batch_size": _at_least(1),
+}
+FRACTIONAL = {"train.warmup_epochs"}  # DEFAULTS writes 0, but a fraction of an epoch is meant too
+RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "splits": None}  # set by train.py
+KINDS = {bool: ("true or false", "true or false"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _fits(default, value) -> bool:
+    """`value` has the type of `default` (DEFAULTS): an int is a number too, a bool is not; a list has
+    the default's length and its values the type of the default's first."""
+    if isinstance(default, list):
+        return isinstance(value, list) and len(value) == len(default) and all(_fits(default[0], v) for v in value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and -float("inf") < value < float("inf")
+    return isinstance(value, type(default))
+
+
+def _kind(default) -> str:
+    if isinstance(default, list):
+        return f"a list of {len(default)} {KINDS[type(default[0])][1]}"
+    return KINDS[type(default)][0]
+
+
+def _check_text(text) -> None:
+    """The text models' `text` section: `templates`, each with one {} for the class name, and
+    `descriptions`, a CSV path or none, or one of them per task."""
+    if not isinstance(text, dict) or set(text) - {"templates", "descriptions"}:
+        raise SystemExit(f"error: text must hold only templates and descriptions, got {text!r}")
+    templates = text.get("templates")
+    if templates is not None and not (isinstance(templates, list) and templates and all(isinstance(t, str) and t.count("{}") == 1 for t in templates)):
+        raise SystemExit(f"error: text.templates must be a list of strings, each with one {{}} for the class name, got {templates!r}")
+    descriptions = text.get("descriptions")
+    per_task = descriptions if isinstance(descriptions, dict) else {"": descriptions}
+    for task, path in per_task.items():
+        if task not in ("", "coarse", "fine") or not (path is None or isinstance(path, str) and path):
+            raise SystemExit(f"error: text.descriptions must be a CSV path or none, or one per task (coarse: ..., fine: ...), "
+                             f"got {descriptions!r}")
+
+
+def check_config(cfg: dict, source: str = None) -> dict:
+    """Check every setting outside `model:` (whose keys the model's constructor checks) for type
+    (DEFAULTS is the reference), range, choice and the rules between keys. A mistake is one line
+    naming the key, and `source` (the checkpoint the config came from) where given. -> cfg"""
+    where = f"{source}: " if source else ""
+
+    def fail(message):
+        raise SystemExit(f"error: {where}{message}")
+
+    known = {*DEFAULTS, "model_name", "text", *RUN_KEYS}
+    if not isinstance(cfg, dict) or set(cfg) - known:
+        fail(f"unknown setting {sorted(set(cfg) - known)[0] if isinstance(cfg, dict) else cfg!r}; known: {', '.join(sorted(known))}")
+    if not isinstance(cfg.get("model_name"), str) or cfg["model_name"] not in list_models():
+        fail(f"unknown model {cfg.get('model_name')!r}; choose one of: {', '.join(list_models())}")
+    if not (cfg.get("module") is None or isinstance(cfg["module"], str)) or not isinstance(cfg.get("model", {}), dict):
+        fail("module must be a file name in models/ and model a section of model arguments")
+    if not isinstance(cfg.get("pretrained"), str) or not cfg["pretrained"]:
+        fail(f"pretrained must be a weights name, a file path or none, got {cfg.get('pretrained')!r}")
+    if "text" in cfg:
+        _check_text(cfg["text"])
+    for key, choices in RUN_KEYS.items():
+        if key in cfg and not (cfg[key] in choices if choices else isinstance(cfg[key], str)):
+            fail(f"{key} must be {' or '.join(map(str, choices)) if choices else 'a string'}, got {cfg[key]!r}")
+    for section in ("input", "train", "test"):
+        values = cfg.get(section)
+        if not isinstance(values, dict) or set(values) != set(DEFAULTS[section]):
+            odd = sorted(set(values) ^ set(DEFAULTS[section])) if isinstance(values, dict) else [section]
+            fail(f"{section}.{odd[0]} is {'unknown' if isinstance(values, dict) and odd[0] in values else 'missing'}; "
+                 f"{section} holds {', '.join(DEFAULTS[section])}")
+        for key, default in DEFAULTS[section].items():
+            name, value = f"{section}.{key}", values[key]
+            default = float(default) if name in FRACTIONAL else default
+            if name in CHOICES and value not in CHOICES[name]:
+                fail(f"{name} must be {' or '.join(map(str, CHOICES[name]))}, got {value!r}")
+            if not _fits(default, value):
+                fail(f"{name} must be {_kind(default)}, got {value!r}")
+            if name in RANGES and not all(map(RANGES[name][1], value if isinstance(value, list) else [value])):
+                fail(f"{name} must be {RANGES[name][0]}{' (every value)' if isinstance(value, list) else ''}, got {value!r}")
+    inp, train, test = cfg["input"], cfg["train"], cfg["test"]
+    for name, (low, high) in (("input.jitter", inp["jitter"]), ("input.rrc_scale", inp["rrc_scale"])):
+        if low > high:
+            fail(f"{name} is [low, high] with low <= high, got {[low, high]}")
+    if inp["train_crop"] == "jitter" and inp["size"] > inp["jitter"][0]:
+        fail(f"input.size {inp['size']} is larger than the short side it is cropped from (input.jitter {inp['jitter']}); "
+             "raise input.jitter or lower input.size")
+    if inp["size"] > test["short_side"]:
+        fail(f"input.size {inp['size']} is larger than the short side it is cropped from (test.short_side {test['short_side']}); "
+             "raise test.short_side or lower input.size")
+    if train["min_lr"] > train["lr"]:
+        fail(f"train.min_lr {train['min_lr']} is above train.lr {train['lr']}")
+    return cfg

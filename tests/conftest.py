@@ -201,6 +201,23 @@ def train_and_evaluate_both_sets(splits, out: Path, model: str, capsys, *extra) 
     return summary
 
 
+def interrupt_after_step(monkeypatch, step: int) -> None:
+    """Send a real SIGINT, as Ctrl-C does, right after optimizer step `step` (from 1) of the next run."""
+    import signal
+
+    import train
+
+    done, optimizer_step = [], train.optimizer_step
+
+    def step_then_signal(*args, **kwargs):
+        optimizer_step(*args, **kwargs)
+        done.append(1)
+        if len(done) == step:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(train, "optimizer_step", step_then_signal)
+
+
 def check_resume_matches_uninterrupted(splits, out: Path, model: str, monkeypatch, *extra) -> dict:
     """Train `model` for 2 epochs uninterrupted (out/full) and again (out/cut) stopped by a SIGINT at
     step 12, then resumed: both must end with the same scores and bit-identical weights. -> the
@@ -208,10 +225,9 @@ def check_resume_matches_uninterrupted(splits, out: Path, model: str, monkeypatc
     import train
 
     full = train.main(train_args(splits, out / "full", model, "--epochs", "2", *extra))
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "12")  # a real SIGINT in the middle of epoch 2
-    with pytest.raises(SystemExit) as stop:
+    with monkeypatch.context() as m, pytest.raises(SystemExit) as stop:
+        interrupt_after_step(m, 12)  # in the middle of epoch 2
         train.main(train_args(splits, out / "cut", model, "--epochs", "2", *extra))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
     assert stop.value.code == 130
     cut = torch.load(out / "cut" / "ckpt.pt", weights_only=True)
     resumed = train.main(["--resume", "--out", str(out / "cut"), "--workers", "0"])

@@ -9,7 +9,7 @@ import torch
 
 import evaluate
 import train
-from conftest import REPO, check_resume_matches_uninterrupted, train_and_evaluate_both_sets
+from conftest import REPO, check_resume_matches_uninterrupted, interrupt_after_step, train_and_evaluate_both_sets
 from conftest import train_args as one_epoch_args
 
 MODELS = ["vit", "timesformer"]
@@ -77,13 +77,12 @@ def test_two_processes_match_one(synta_tiny, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synta_tiny, tmp_path, monkeypatch):
     _, splits = synta_tiny
-    monkeypatch.setenv("MT_INTERRUPT_AT_STEP", "9")  # stop cleanly at the end of epoch 1
-    with pytest.raises(SystemExit):
+    with monkeypatch.context() as m, pytest.raises(SystemExit):
+        interrupt_after_step(m, 9)  # stop cleanly at the end of epoch 1
         train.main(train_args(splits, tmp_path / "run"))
-    monkeypatch.delenv("MT_INTERRUPT_AT_STEP")
     path = tmp_path / "run" / "ckpt.pt"
     ckpt = torch.load(path, weights_only=True)
-    ckpt["config"]["input"]["mean"] = [float("nan")] * 3  # every later step produces a NaN loss
+    ckpt["model"]["head.weight"].fill_(float("nan"))  # every later step produces a NaN loss
     torch.save(ckpt, path)
     before = path.read_bytes()
     with pytest.raises(SystemExit, match=r"non-finite loss at epoch 2, step 1; .*last good checkpoint is .*ckpt.pt"):
@@ -183,3 +182,42 @@ def test_recipes_can_differ_per_dataset_and_task():
     assert load_recipe("ezclip", "synta", task="fine")["train"]["epochs"] == 151
     assert load_recipe("ezclip", "k400ta", task="fine")["train"]["epochs"] == 71
     assert "tasks" not in load_recipe("ezclip", "synta", task="fine")
+
+
+def test_another_script_trains_its_own_model_and_loss_through_the_same_loop(synta_tiny, tmp_path):
+    """What a coarse-to-fine script does with train.py's pieces: a model built elsewhere that returns two
+    logit sets, coarse and fine labels from the loader, CE(coarse) + 0.5 CE(fine), then the evaluation."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from data.hierarchy import load_hierarchy
+    from models import build_model
+
+    _, splits = synta_tiny
+    fine_names = load_hierarchy("synta").fine_names(1)
+
+    class TwoHeads(nn.Module):
+        def __init__(self, cfg, coarse_names):
+            super().__init__()
+            self.body, self.fine_head = build_model(cfg, coarse_names), nn.Linear(len(coarse_names), len(fine_names))
+
+        def forward(self, clips):
+            coarse = self.body(clips)
+            return {"logits": coarse, "fine_logits": self.fine_head(coarse)}
+
+    labels_seen = []
+
+    def coarse_and_fine(model, clips, labels):
+        out = model(clips)
+        labels_seen.append(labels.clone())
+        return F.cross_entropy(out["logits"], labels[:, 0]) + 0.5 * F.cross_entropy(out["fine_logits"], labels[:, 1]), out["logits"]
+
+    state = train.setup(train.parse_args(train_args(splits, tmp_path / "run")), make_model=TwoHeads, label="both")
+    state.loss_fn = coarse_and_fine
+    before = state.model.fine_head.weight.detach().clone()
+    train.fit(state)
+    result = train.final_evaluation(state)
+    by_path = {v.path: (v.coarse_id, v.fine_id) for v in state.dataset.videos}
+    assert all(l.shape[1] == 2 for l in labels_seen) and {tuple(p) for l in labels_seen for p in l.tolist()} <= set(by_path.values())
+    assert not torch.equal(before, state.model.fine_head.weight)  # the fine loss trained the fine head
+    assert result["known"]["videos"] > 0 and "fine_head.weight" in torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["model"]
