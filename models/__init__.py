@@ -336,11 +336,11 @@ RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "s
 KINDS = {bool: ("true or false", "true or false"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 
-def _fits(default, value) -> bool:
+def _fits_default(default, value) -> bool:
     """`value` has the type of `default` (DEFAULTS): an int is a number too, a bool is not; a list has
     the default's length and its values the type of the default's first."""
     if isinstance(default, list):
-        return isinstance(value, list) and len(value) == len(default) and all(_fits(default[0], v) for v in value)
+        return isinstance(value, list) and len(value) == len(default) and all(_fits_default(default[0], v) for v in value)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
@@ -348,7 +348,7 @@ def _fits(default, value) -> bool:
     return isinstance(value, type(default))
 
 
-def _kind(default) -> str:
+def _default_kind(default) -> str:
     if isinstance(default, list):
         return f"a list of {len(default)} {KINDS[type(default[0])][1]}"
     return KINDS[type(default)][0]
@@ -404,8 +404,8 @@ def check_config(cfg: dict, source: str = None) -> dict:
             default = float(default) if name in FRACTIONAL else default
             if name in CHOICES and value not in CHOICES[name]:
                 fail(f"{name} must be {' or '.join(map(str, CHOICES[name]))}, got {value!r}")
-            if not _fits(default, value):
-                fail(f"{name} must be {_kind(default)}, got {value!r}")
+            if not _fits_default(default, value):
+                fail(f"{name} must be {_default_kind(default)}, got {value!r}")
             if name in RANGES and not all(map(RANGES[name][1], value if isinstance(value, list) else [value])):
                 fail(f"{name} must be {RANGES[name][0]}{' (every value)' if isinstance(value, list) else ''}, got {value!r}")
     inp, train, test = cfg["input"], cfg["train"], cfg["test"]

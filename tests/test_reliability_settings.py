@@ -50,7 +50,8 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
     (root / "videos").mkdir()
     lists = {name: [Video(f"{c.source}_id_{i}.mp4", c.coarse_id, c.fine_id, c.set)
-                    for c in SYNTA.fine_classes(int(name[-1]))[:6] for i in (1, 2)] for name in SPLITS}
+                    for c in SYNTA.fine_classes(int(name[-1]))[:6] for i in ((1, 2) if name.startswith("train") else (31, 32))]
+             for name in SPLITS}
     write_dataset(root / "splits", "synta", root / "videos", lists, {})
     cfg = load_recipe("vit", "synta", tiny=True)
     cfg.update(dataset="synta", task="coarse", train_set=1, splits=str(root / "splits"))
