@@ -1,7 +1,7 @@
-"""Tests of the Syn-TA generator (data/synta.py, data/synta_motions.py, data/render.py).
+"""Tests of the Syn-TA generator (data/synta/: generator.py, motions.py, render.py).
 
 Motion is checked on the scene state each program produces (per-frame positions, scales, opacities, colours);
-rendering and writing on tiny clips. ../shared (the official split lists) is only read when present.
+rendering and writing on tiny clips. The official split lists are only read when present.
 """
 import json
 import math
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from data import synta
-from data.render import Background, Camera, Light, Solid, read_mp4, render_background, render_frames
-from data.synta_motions import CLASSES, footprint_gap, lift_of
+from data.synta import generator as synta
+from data.synta.motions import CLASSES, footprint_gap, lift_of
+from data.synta.render import Background, Camera, Light, Solid, read_mp4, render_background, render_frames
 
 IDS = (1, 2, 3, 31)  # a few videos of each class: programs are random, checks must hold for every draw
 
@@ -710,7 +710,7 @@ def test_same_seed_same_bytes_any_worker_count_and_ids_differ(tmp_path):
 def test_official_split_lists_use_our_names_and_ids():
     splits = SHARED / "upstream" / "dataset_splits" / "synta" / "fine_classes"
     if not splits.is_dir():
-        pytest.skip("../shared/upstream split lists not present")
+        pytest.skip("the official Syn-TA split lists are not present")
     table = synta.fine_classes()
     for part, ids in (("train", range(1, 31)), ("val", range(31, 51))):
         for set_id in (1, 2):

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from data.render import HALF_HEIGHT, Solid
+from data.synta.render import HALF_HEIGHT, Solid
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1331,11 +1331,11 @@ def teleporting5(c):
 
 # ----------------------------------------------------------------------------------------------------------------
 # the class table: official video path stem -> (program, official frame count)
-# Frame counts: the values named in the benchmark notes (section 4.5) where known (appearing1 140, appearing3 170,
-# arriving/departing/expanding/rising/falling3/occlusion1/merging1/changing_shape1 60, cloning1 80, bouncing,
-# changing_color1, following1, moving_in_a_path1, orbiting1, teleporting1 120, not_colliding1 130); the other
-# fine classes take the value of their coarse class's inspected script, or more where a class needs more time
-# (one-by-one, there-and-back) -- those are marked (inferred).
+# Frame counts: `scene.frame_end` of the official Blender scripts (Motion-Transfer, synta_generate_blender/<coarse>/)
+# where known (appearing1 140, appearing3 170, arriving/departing/expanding/rising/falling3/occlusion1/merging1/
+# changing_shape1 60, cloning1 80, bouncing, changing_color1, following1, moving_in_a_path1, orbiting1, teleporting1
+# 120, not_colliding1 130); the other fine classes take the value of their coarse class's known script, or more where
+# a class needs more time (one-by-one, there-and-back) -- those are marked (inferred).
 
 CLASSES = {
     "appearing/appearing1": (appearing1, 140),

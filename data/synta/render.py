@@ -1,4 +1,4 @@
-"""A small CPU ray caster for the Syn-TA generator (data/synta.py).
+"""A small CPU ray caster for the Syn-TA generator (data/synta/generator.py).
 
 It draws shaded primitive solids over a textured ground plane (regular view) or in front of a textured vertical
 backdrop (front view), lit by one directional light, with cast shadows. Everything is vectorised with numpy over the
@@ -307,7 +307,7 @@ def intersect_solid(solid, frame, origins, dirs):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# procedural textures: 20 families; data/synta.py gives families 0-9 to Set 1 and 10-19 to Set 2.
+# procedural textures: 20 families; data/synta/generator.py gives families 0-9 to Set 1 and 10-19 to Set 2.
 
 def _hash01(ix, iy, seed):
     h = ix.astype(np.uint32) * np.uint32(374761393) + iy.astype(np.uint32) * np.uint32(668265263)

@@ -1,12 +1,13 @@
-"""Syn-TA generator: an offline, CPU-only procedural equivalent of the benchmark's synthetic dataset.
+"""Syn-TA generator: scenes, the dataset on disk, contact sheets and the command line.
 
-The official Syn-TA is rendered with Blender (benchmark notes section 4.5); this module renders the same 20 coarse /
-100 fine classes with the small ray caster in data/render.py and writes them in Syn-TA's own layout:
+The official Syn-TA is rendered with Blender (github.com/raiyaan-abdullah/Motion-Transfer, synta_generate_blender/);
+this module renders the same 20 coarse / 100 fine classes with the small ray caster in data/synta/render.py and
+writes them in Syn-TA's own layout:
 
     <out>/<coarse folder>/<stem basename>[_front]_id_<i>.mp4      e.g. bouncing/bouncing1_front_id_3.mp4
 
 ids 1-30 are the train videos and 31-50 the val videos of each view (fewer per class keep to the front of those
-ranges). The motion of each fine class is a small program in data/synta_motions.py (table `CLASSES`).
+ranges). The motion of each fine class is a small program in data/synta/motions.py (table `CLASSES`).
 
     python -m data.synta generate --out cache/synta_small --profile small
     python -m data.synta sheet --coarse bouncing --out docs/synta
@@ -31,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from data.hierarchy import load_hierarchy
-from data.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
+from data.synta.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
                          encode_png, limit_blas_threads, render_clip, render_frames, texture_params,
                          write_mp4)
-from data.synta_motions import CLASSES, VIEW_RELATIVE, Ctx
+from data.synta.motions import CLASSES, VIEW_RELATIVE, Ctx
 
 GENERATOR_VERSION = 2  # 2: shared appearance keeps val backgrounds among the train ones
 MANIFEST = "synta_manifest.json"
@@ -71,7 +72,7 @@ def fine_classes() -> dict:
     """Official path stem -> data.hierarchy.FineClass, in the hierarchy's order (Set 1, then Set 2)."""
     table = {c.source: c for c in load_hierarchy("synta").fine}
     if set(table) != set(CLASSES):
-        raise RuntimeError(f"data/synta_motions.py and synta.csv disagree: {sorted(set(table) ^ set(CLASSES))}")
+        raise RuntimeError(f"data/synta/motions.py and data/hierarchies/synta.csv disagree: {sorted(set(table) ^ set(CLASSES))}")
     return table
 
 
@@ -522,6 +523,3 @@ def main(argv=None):
                                  video_id=args.id)
             print(f"{path} ({path.stat().st_size // 1024} KB)")
 
-
-if __name__ == "__main__":
-    main()
