@@ -37,7 +37,10 @@ from data.synta.render import (SHAPES, TEXTURES, Background, Camera, Light, draw
                          write_mp4)
 from data.synta.motions import CLASSES, VIEW_RELATIVE, Ctx
 
-GENERATOR_VERSION = 2  # 2: shared appearance keeps val backgrounds among the train ones
+# 2: shared appearance keeps val backgrounds among the train ones; 3: sibling classes redrawn so that they look
+# like their names (falling/rising 3-4, zigzags, moving_in_a_path 1-3, orbits, following, shooting_projectile1,
+# teleporting 2/5...), the wall and the stairs of bouncing4/7/8 drawn, front cameras as high as the official ones
+GENERATOR_VERSION = 3
 MANIFEST = "synta_manifest.json"
 VIEWS = ("regular", "front")
 APPEARANCES = ("coupled", "shared")
@@ -72,7 +75,8 @@ def fine_classes() -> dict:
     """Official path stem -> data.hierarchy.FineClass, in the hierarchy's order (Set 1, then Set 2)."""
     table = {c.source: c for c in load_hierarchy("synta").fine}
     if set(table) != set(CLASSES):
-        raise RuntimeError(f"data/synta/motions.py and data/hierarchies/synta.csv disagree: {sorted(set(table) ^ set(CLASSES))}")
+        raise RuntimeError(f"data/synta/motions.py and data/hierarchies/synta.csv disagree: "
+                           f"{sorted(set(table) ^ set(CLASSES))}")
     return table
 
 
@@ -122,6 +126,13 @@ def _turn_stage(solids, focus, angle):
         focus[:, :2] = focus[:, :2] @ rot.T
 
 
+def _box_corners(box):
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * box.half_size
+    corners[:, :2] = corners[:, :2] @ np.array([[math.cos(box.yaw[0]), math.sin(box.yaw[0])],
+                                                [-math.sin(box.yaw[0]), math.cos(box.yaw[0])]])
+    return box.pos[0] + corners
+
+
 def _fit_distance(points, reach, target, direction, width, height, fill=0.9):
     """Camera distance along `direction` from `target` at which spheres of radius `reach` around `points` fill
     the frame to `fill` of its half-width/height (a few fixed-point steps: the projection scales ~ 1/distance)."""
@@ -158,17 +169,18 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
         # the program's camera looks along +y from -y (azimuth 90 degrees); turn the stage to face this one
         _turn_stage(solids, focus, math.pi / 2 - azimuth)
 
-    visible = [s.pos[s.alpha > 0.05] for s in solids]
+    movers = [s for s in solids if s.shape != "box"]
     if focus is None:
-        focus = np.concatenate([v for v in visible if len(v)])
-    reach = max(float(np.max(s.radius)) for s in solids)
+        focus = np.concatenate([v for v in (s.pos[s.alpha > 0.05] for s in movers) if len(v)])
+    focus = np.vstack([focus] + [_box_corners(s) for s in solids if s.shape == "box"])  # the wall, the stairs
+    reach = max(float(np.max(s.radius)) for s in movers)
     centre = (focus.min(0) + focus.max(0)) / 2
     # frame the action with some ground around it, even when it happens in one spot
     around = centre + np.array([[2.5, 0, 0], [-2.5, 0, 0], [0, 2.5, 0], [0, -2.5, 0]])
     around[:, 2] = 1.0
     focus = np.vstack([focus, around])
     if view == "front":
-        elevation = math.radians(stage_rng.uniform(4, 12))
+        elevation = math.radians(stage_rng.uniform(8, 17))  # the official front cameras: 5-10 high, 30 away
     else:
         elevation = math.radians(stage_rng.uniform(*(ctx.elevation or (20.0, 45.0))))
     target = centre + np.array([*stage_rng.uniform(-0.3, 0.3, 2), 0.0])
@@ -325,6 +337,13 @@ def generate(out_dir, size=112, frames=None, train_per_view=MAX_TRAIN, val_per_v
             old = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             _fail(f"{manifest_path} is not readable JSON; delete it or use another output directory")
+        made_by = (old.get("options") or {}).get("version")
+        if made_by != GENERATOR_VERSION and not overwrite:
+            _fail(f"{out} holds videos of Syn-TA generator version {made_by} and this is version {GENERATOR_VERSION} "
+                  f"(see GENERATOR_VERSION in data/synta/generator.py): to render it anew, delete the folder and any "
+                  f"runs trained on it (or generate with --overwrite); to keep it, train on its split lists without "
+                  f"this generator: --data synta --splits {out / 'splits'} (python -m data.prepare synta "
+                  f"--videos {out} --out {out / 'splits'} writes them)")
         if old.get("options") != options and not overwrite:
             _fail(f"{out} holds a Syn-TA generated with other options ({old.get('options')}); use another output "
                   f"directory or overwrite=True / --overwrite")
