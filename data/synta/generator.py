@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 import zlib
 from dataclasses import dataclass
@@ -435,18 +436,22 @@ def _wrap(text, width_chars):
     return lines + [line]
 
 
+def _siblings(coarse):
+    """The fine classes of a coarse class, by their number (bouncing1, bouncing2, ...)."""
+    return sorted(resolve_classes([coarse]), key=lambda s: int("".join(ch for ch in s.split("/")[1] if ch.isdigit())))
+
+
 def contact_sheet(coarse, out_png, size=112, frames=32, columns=8, seed=0, appearance="coupled", view="regular",
                   video_id=1) -> Path:
     """PNG grid for one coarse class: one row per fine class (labelled with set, stem and fine name), `columns`
     frames evenly spread over the clip."""
-    stems = resolve_classes([coarse])
+    stems = _siblings(coarse)
     table = fine_classes()
     if view not in VIEWS:
         _fail(f"view must be one of {', '.join(VIEWS)}")
     if not (isinstance(columns, int) and 2 <= columns <= 32):
         _fail("columns must be 2..32")
     _check_options(size, frames, 1.0, 1, 0, appearance, 1, VIEWS)
-    stems.sort(key=lambda s: int("".join(ch for ch in s.split("/")[1] if ch.isdigit())))
     rows = []
     width = columns * (size + 2)
     for stem in stems:
@@ -471,6 +476,30 @@ def contact_sheet(coarse, out_png, size=112, frames=32, columns=8, seed=0, appea
     except OSError as e:
         _fail(f"cannot write {out_png}: {e.strerror or e}")
     return out_png
+
+
+def sheet_index(out_dir, size=112, frames=32, columns=8, seed=0, appearance="coupled", view="regular",
+                video_id=1) -> Path:
+    """<out_dir>/README.md: what the contact sheets show, and for every coarse class its fine classes."""
+    table = fine_classes()
+    about = (
+        f"One sheet per coarse class, written by `python -m data.synta sheet --out {out_dir}` ({size} px, {frames} "
+        f"frames, {columns} of them from left to right; video id {video_id}, {view} view, seed {seed}, {appearance} "
+        "appearance). Each row is one fine class (label: set, stem, official fine name). Rows marked *view-relative* "
+        "are staged as seen by the camera (left/right, near/far, clockwise on screen, entering or leaving the frame); "
+        "the others are filmed from a random one of the six regular azimuths. Frames: the official per-class clip "
+        "length, used by the full profile.")
+    text = ["# Syn-TA generator: contact sheets", "", textwrap.fill(about, 115), ""]
+    for coarse in sorted({stem.split("/")[0] for stem in table}):
+        text += [f"## {coarse.replace('_', ' ')} — [{coarse}.png]({coarse}.png)", "",
+                 "| stem | set | fine class | frames |", "|---|---|---|---|"]
+        for stem in _siblings(coarse):
+            mark = " *(view-relative)*" if stem in VIEW_RELATIVE else ""
+            text.append(f"| `{stem}` | {table[stem].set} | {table[stem].name}{mark} | {CLASSES[stem][1]} |")
+        text.append("")
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(text))
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -537,8 +566,11 @@ def main(argv=None):
         for name in chosen:
             if name not in coarse_names:
                 _fail(f"unknown coarse class '{name}'; choose from: {', '.join(coarse_names)}")
-            path = contact_sheet(name, Path(args.out) / f"{name}.png", size=args.size, frames=args.frames,
-                                 columns=args.columns, seed=args.seed, appearance=args.appearance, view=args.view,
-                                 video_id=args.id)
+        look = dict(size=args.size, frames=args.frames, columns=args.columns, seed=args.seed,
+                    appearance=args.appearance, view=args.view, video_id=args.id)
+        for name in chosen:
+            path = contact_sheet(name, Path(args.out) / f"{name}.png", **look)
             print(f"{path} ({path.stat().st_size // 1024} KB)")
+        if args.coarse == "all":
+            print(sheet_index(args.out, **look))
 
