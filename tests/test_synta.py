@@ -898,6 +898,14 @@ def test_official_split_lists_use_our_names_and_ids():
     assert synta.video_ids(6, 4) == [1, 2, 3, 4, 5, 6, 31, 32, 33, 34]
 
 
+def test_sheet_index_lists_every_class_with_its_staging(tmp_path):
+    index = synta.sheet_index(tmp_path).read_text()
+    rows = [line for line in index.splitlines() if line.startswith("| `")]
+    assert len(rows) == 100 and all(f"| `{stem}` |" in index for stem in CLASSES)
+    assert sum("*(view-relative)*" in row for row in rows) == len(synta.VIEW_RELATIVE)
+    assert "| `bouncing/bouncing4` | 2 | Single object imitating the motion of bouncing against a wall" in index
+
+
 def test_renderer_draws_object_and_its_shadow():
     n = 2
     sphere = Solid("sphere", np.tile([0.9, 0.1, 0.1], (n, 1)), np.array([[0, 0, 3.0], [0, 0, 3.0]]), np.ones(n),

@@ -537,7 +537,7 @@ def main(argv=None):
     g.add_argument("--classes", help="comma-separated stems (bouncing/bouncing1), basenames or coarse classes")
     g.add_argument("--workers", type=int, help="processes (default: all cores)")
     g.add_argument("--overwrite", action="store_true", help="re-render even if videos exist")
-    s = sub.add_parser("sheet", help="write contact sheets (PNG) of coarse classes")
+    s = sub.add_parser("sheet", help="write contact sheets (PNG) of coarse classes, for all of them also README.md")
     s.add_argument("--coarse", default="all", help="coarse class (folder name) or 'all' (default)")
     s.add_argument("--out", default="docs/synta", help="output folder (default docs/synta)")
     s.add_argument("--size", type=int, default=112)

@@ -802,7 +802,7 @@ def _zigzag(c, rising):
 
 def _bend(s, power=0.7):
     """A quarter superellipse from (0, 0) to (1, 1): (sideways, up) at s in 0..1. It leaves straight up and
-    arrives level; power < 1 sharpens the bend (0.7: the middle of the path is a third of the chord off it)."""
+    arrives level; power < 1 sharpens the bend (0.7: the middle of the path lies 0.28 of the chord off it)."""
     a = 0.5 * math.pi * np.clip(s, 0, 1)
     return 1 - np.cos(a) ** power, np.sin(a) ** power
 
@@ -932,10 +932,10 @@ def _winding_path(c):
 def following4(c):
     path = _winding_path(c)
     leader, follower = c.solid(name="leader"), c.solid(name="follower")
-    ramp_ = ramp(c.t, c.u(0.0, 0.06), c.u(0.9, 1.0), eased=False)
+    progress = ramp(c.t, c.u(0.0, 0.06), c.u(0.9, 1.0), eased=False)
     gap = c.u(3.4, 3.8)
     while True:  # round the bends the two come closer than `gap`: keep their footprints apart
-        s = gap + (path.length - gap) * ramp_
+        s = gap + (path.length - gap) * progress
         if np.linalg.norm(path.at(s) - path.at(s - gap), axis=1).min() > footprint_gap(leader, follower, extra=0.3):
             break
         gap += 0.2
@@ -1235,7 +1235,7 @@ def orbiting2(c):
 
 
 def orbiting3(c):
-    # two thirds of a turn clockwise until the switch, then as far back
+    # about two thirds of a turn clockwise until the switch, then as far back
     switch = c.u(0.45, 0.55)
     return _horizontal_orbit(c, lambda turns: -0.6 * turns * np.minimum(c.t, 2 * switch - c.t) / switch)
 
