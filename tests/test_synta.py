@@ -1,18 +1,21 @@
-"""Tests of the Syn-TA generator (data/synta.py, data/synta_motions.py, data/render.py).
+"""Tests of the Syn-TA generator (data/synta/: generator.py, motions.py, render.py).
 
 Motion is checked on the scene state each program produces (per-frame positions, scales, opacities, colours);
-rendering and writing on tiny clips. ../shared (the official split lists) is only read when present.
+rendering and writing on tiny clips. The official split lists are only read when present.
 """
+import dataclasses
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from conftest import SHARED
-from data import synta
-from data.render import Background, Camera, Light, Solid, read_mp4, render_background, render_frames
-from data.synta_motions import CLASSES, footprint_gap, lift_of
+from data.synta import generator as synta
+from data.synta.motions import CLASSES, FOOTPRINT, footprint_gap, lift_of
+from data.synta.render import (HALF_HEIGHT, Background, Camera, Light, Solid, read_mp4, render_background,
+                               render_frames)
 
 IDS = (1, 2, 3, 31)  # a few videos of each class: programs are random, checks must hold for every draw
 
@@ -85,7 +88,7 @@ def test_every_class_renders_its_objects_in_both_views():
             assert len(scene.solids) >= 1 and all(len(s.pos) == 6 for s in scene.solids)
             frames = synta.render_scene(scene)
             assert frames.shape == (6, 32, 32, 3) and frames.dtype == np.uint8
-            empty = [Solid(s.shape, s.color, s.pos, s.scale, s.alpha * 0, s.yaw) for s in scene.solids]
+            empty = [dataclasses.replace(s, alpha=s.alpha * 0) for s in scene.solids]
             background = render_frames(empty, scene.camera, scene.background, scene.light)
             differs = np.abs(frames.astype(int) - background).sum(-1) > 30
             assert differs.any(), f"{stem} {view}: no object pixels"
@@ -200,23 +203,44 @@ def test_bouncing():
             assert len(starts) >= 3 and lo <= max(starts) / min(starts) <= hi, stem
             assert all(lift_of(s)[-5:].max() < 1e-6 for s in sc.solids)
     for sc in scenes("bouncing/bouncing4", frames=240):
-        (s,) = sc.solids
-        assert np.abs(lift_of(s)).max() < 1e-9, "stays on the ground"
-        x = s.pos[:, :2] - s.pos[0, :2]
-        along = x @ (x[np.argmax(np.linalg.norm(x, axis=1))])
-        reversals = np.sum(np.diff(np.sign(np.diff(along)[np.abs(np.diff(along)) > 1e-6])) != 0)
-        assert reversals >= 3, "back and forth against the wall"
+        ball, wall = one(sc, "ball"), one(sc, "wall")
+        assert wall.shape == "box" and speed(wall).max() == 0, "the wall is drawn"
+        # how far the ball's footprint is from the wall's face, along the way from the ball's start to the wall
+        way = wall.pos[0, :2] - ball.pos[0, :2]
+        way /= np.linalg.norm(way)
+        gap = (wall.pos[0, :2] - ball.pos[:, :2]) @ way - wall.half_size[0] - FOOTPRINT[ball.shape] * ball.scale
+        hit = int(np.argmin(gap))
+        assert -1e-6 < gap[hit] < 0.1 and lift_of(ball)[hit] > 0.5, "hits the wall in the air"
+        assert np.all(np.diff(gap[:hit]) < 1e-9) and gap[-1] > 2.5, "towards the wall, then back from it"
+        assert lift_of(ball)[-5:].max() < 1e-6 and speed(ball)[-3:].max() < 1e-3, "comes to rest on the ground"
+        col = screen(sc, ball)[:, 0]
+        assert np.ptp(col) > 0.3 * sc.camera.width, "a motion across the screen, not a shuffle in place"
     for sc in scenes("bouncing/bouncing5", frames=240):
         (s,) = sc.solids
         assert np.linalg.norm(s.pos[-1, :2] - s.pos[0, :2]) > 7 and len(_peaks(lift_of(s))) >= 3
     for stem, sign in (("bouncing/bouncing7", -1), ("bouncing/bouncing8", 1)):
         for sc in scenes(stem, frames=240):
-            (s,) = sc.solids
-            h = lift_of(s)
-            lows = [h[i] for i in range(1, len(h) - 1) if h[i] < h[i - 1] and h[i] <= h[i + 1]]
-            landings = [h[0]] + lows + [h[-1]]
-            steps = np.diff(landings)
-            assert len(landings) >= 4 and np.all(sign * steps > -1e-6) and sign * (h[-1] - h[0]) > 2, stem
+            ball, steps = one(sc, "ball"), named(sc, "step")
+            assert len(steps) >= 3 and all(s.shape == "box" and speed(s).max() == 0 for s in steps), "stairs drawn"
+            h = lift_of(ball)
+            lows = [i for i in range(1, len(h) - 1) if h[i] < h[i - 1] and h[i] <= h[i + 1]]
+            landings = [h[0]] + [h[i] for i in lows] + [h[-1]]
+            assert len(landings) >= 4 and np.all(sign * np.diff(landings) > -1e-6) and sign * (h[-1] - h[0]) > 2
+            for i in [0, len(h) - 1]:  # from the top of the stairs to the ground, or back
+                on = [s for s in steps if abs(_box_local(s, ball.pos[i])[0]) <= s.half_size[0]]
+                assert len(on) == (1 if (i == 0) == (sign < 0) else 0), (stem, i)
+            reach = FOOTPRINT[ball.shape] * ball.scale[0]
+            for s in steps:  # wherever the ball's footprint is over a step, it is above the step's top
+                over = np.abs([_box_local(s, p)[0] for p in ball.pos]) < s.half_size[0] + reach
+                assert np.all(h[over] >= 2 * s.half_size[2] - 1e-6), (stem, s.name)
+                assert np.isclose(h[over].min(), 2 * s.half_size[2], atol=0.15), ("lands on it", stem, s.name)
+
+
+def _box_local(box, p):
+    """A point's ground coordinates in a box's own frame (x: its half_size[0] axis)."""
+    rel = np.asarray(p)[:2] - box.pos[0, :2]
+    c, s = math.cos(box.yaw[0]), math.sin(box.yaw[0])
+    return np.array([c * rel[0] + s * rel[1], -s * rel[0] + c * rel[1]])
 
 
 def _value(rgb):
@@ -345,20 +369,24 @@ def test_falling_and_rising():
     for stem, down in (("falling/falling2", True), ("rising/rising2", False)):
         for sc in scenes(stem, frames=120):
             (s,) = sc.solids
-            lateral = s.pos[:, :2]
-            axis = lateral[np.argmax(np.linalg.norm(lateral - lateral[0], axis=1))] - lateral[0]
-            v = np.diff(lateral @ axis)
-            turns = np.sum(np.diff(np.sign(v[np.abs(v) > 1e-6])) != 0)
             h = lift_of(s)
-            assert turns >= 3 and ((h[0] - h[-1]) if down else (h[-1] - h[0])) > 5, stem
+            assert ((h[0] - h[-1]) if down else (h[-1] - h[0])) > 5, stem
+            col = screen(sc, s)[:, 0]
+            v = np.diff(col)
+            corners = [0] + [i for i in range(1, len(v)) if v[i - 1] * v[i] < 0] + [len(col) - 1]
+            legs = np.abs(np.diff(col[corners]))
+            assert len(legs) >= 4 and legs.min() > 0.2 * sc.camera.width, ("every leg swings visibly", stem, legs)
     for stem in ("falling/falling3", "rising/rising3"):
         for sc in scenes(stem):
             (s,) = sc.solids
-            assert _deviation_from_chord(s.pos) < 0.01 and np.linalg.norm(s.pos[-1, :2] - s.pos[0, :2]) > 2.5
+            assert _deviation_from_chord(s.pos) < 0.01 and np.linalg.norm(s.pos[-1, :2] - s.pos[0, :2]) > 4
     for stem in ("falling/falling4", "rising/rising4"):
         for sc in scenes(stem):
             (s,) = sc.solids
-            assert _deviation_from_chord(s.pos) > 0.08, "curved"
+            on_screen = screen(sc, s)[:, :2] / sc.camera.width
+            assert _deviation_from_chord(s.pos) > 0.25, "curved: the middle is a quarter of the chord off it"
+            assert _deviation_from_chord(on_screen) * np.linalg.norm(on_screen[-1] - on_screen[0]) > 0.15, \
+                "and on screen by more than 15% of the frame (rising3/4, falling3/4 differed by 10 px at 112 px)"
 
 
 def _distance_to_path(points, path):
@@ -438,10 +466,10 @@ def test_moving_in_a_path():
 
     for sc in scenes("moving_in_a_path/moving_in_a_path1", frames=120):
         (s,) = sc.solids
-        assert moving_fraction(s) > 0.6 and speed(s)[-5:].max() < 1e-6, "slow, then stops"
+        assert moving_fraction(s) > 0.45 and speed(s)[-30:].max() < 1e-6, "slow, then stays for a while"
     for sc in scenes("moving_in_a_path/moving_in_a_path2", frames=120):
         (s,) = sc.solids
-        assert moving_fraction(s) < 0.3 and speed(s)[-5:].max() < 1e-6, "quick, then stops"
+        assert moving_fraction(s) < 0.2 and speed(s)[-60:].max() < 1e-6, "quick, then stays"
     for sc in scenes("moving_in_a_path/moving_in_a_path3", frames=120):
         (s,) = sc.solids
         far = np.linalg.norm(s.pos - s.pos[0], axis=1)
@@ -576,7 +604,10 @@ def test_shooting_projectile():
         (s,) = sc.solids
         mid = (s.pos[0, :2] + s.pos[-1, :2]) / 2
         a, b = s.pos[0, :2] - mid, s.pos[-1, :2] - mid
-        assert np.allclose(a, -b) and abs(abs(a[0]) - abs(a[1])) < 1e-6 and np.linalg.norm(a) > 5, "corner to corner"
+        right = sc.camera.right[:2] / np.linalg.norm(sc.camera.right[:2])
+        ahead = np.array([-right[1], right[0]])  # away from the camera, along the ground
+        assert np.allclose(a, -b) and abs(abs(a @ right) - abs(a @ ahead)) < 1e-6 and np.linalg.norm(a) > 5
+        assert a @ ahead < 0, "from the near corner of the stage to the far one"
         h = lift_of(s)
         assert h.max() > 2.5 and h[0] < 1e-9 and h[-1] < 1e-9
     for stem, sign in (("shooting_projectile/shooting_projectile2", -1), ("shooting_projectile/shooting_projectile3", 1)):
@@ -621,6 +652,127 @@ def test_teleporting_has_no_intermediate_positions():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# sibling classes look like their names: each is told apart from its siblings by what the camera sees of its objects
+
+# The smallest difference that counts, per feature: 11 px of a 112 px frame for positions and path shapes, a quarter
+# more or less for sizes, a quarter of full opacity, a third of an object for counts, 15% for colours.
+SEEN_FLOOR = {"path": 0.1, "apart": 0.1, "size": 0.25, "relsize": 0.25, "alpha": 0.25, "recolour": 0.15,
+              "lighten": 0.15, "side": 0.1, "bend": 0.1, "spread": 0.1, "count": 0.3, "changing": 0.3}
+
+
+def _resample(x, steps):
+    """x (frames, ...) linearly interpolated at `steps` instants from the first frame to the last."""
+    x = np.asarray(x, np.float64)
+    at = np.linspace(0, len(x) - 1, steps)
+    i = np.minimum(at.astype(int), len(x) - 2)
+    f = (at - i).reshape((steps,) + (1,) * (x.ndim - 1))
+    return x[i] * (1 - f) + x[i + 1] * f
+
+
+def _hold(x, seen):
+    """x where seen (> 0.5); elsewhere its value at the nearest frame where it is seen."""
+    frames = np.nonzero(seen > 0.5)[0]
+    if len(frames) == 0:
+        return x
+    return x[frames[np.abs(np.arange(len(x))[:, None] - frames[None]).argmin(1)]]
+
+
+def _bulge(p):
+    """Signed area a screen path sweeps about its start (counter-clockwise positive) over the length travelled so
+    far: the mean sideways bulge of the path, a length (0 on a straight path, about r/2 round a circle of radius r)."""
+    r = (p - p[0]) * np.array([1, -1])
+    area = np.r_[0, np.cumsum(0.5 * (r[:-1, 0] * r[1:, 1] - r[:-1, 1] * r[1:, 0]))]
+    travelled = np.r_[0, np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))]
+    return area / np.maximum(travelled, 0.05)
+
+
+def _seen(scene, steps=16, objects=4):
+    """What the camera sees of a scene's objects (the scenery left out) at `steps` instants: for each of the first
+    `objects` solids of the program, where it stands on screen relative to its start (positions in frame widths),
+    its distance from the first solid, its size relative to its start and to the first solid, its opacity (out of the
+    frame counts as invisible), its colour change; for the scene, the main mover's sideways bulge and the spread of
+    its path, how many objects are seen and how many change. Mirror images share one description (the main mover
+    starts left of the middle of its path); its left/right sense is kept apart ("side")."""
+    cam = scene.camera
+    P, R, A, C, full = [], [], [], [], []
+    for s in (s for s in scene.solids if s.shape != "box"):
+        height = HALF_HEIGHT[s.shape] * s.scale
+        col, row, depth = cam.project(s.pos - np.outer(height, [0, 0, 1])).T  # where it stands
+        xy = np.column_stack([col, row]) / cam.width - 0.5
+        seen = s.alpha * (depth > 0.1) * (np.abs(xy) <= 0.5).all(1)
+        xy = _hold(xy, seen)
+        full.append(xy)
+        P.append(_resample(xy, steps))
+        R.append(_resample(_hold(height / np.maximum(depth, 0.1) / (2 * cam.half_w), seen), steps))
+        A.append(_resample(seen, steps))
+        C.append(_resample(s.color, steps))
+    P, R, A, C = map(np.array, (P, R, A, C))
+    moved = np.linalg.norm(np.diff(P, axis=1), axis=2) * (np.minimum(A[:, 1:], A[:, :-1]) > 0.5)
+    m = int(np.argmax(moved.sum(1)))
+    mirror = np.array([1.0 if P[m, 0, 0] <= P[m, :, 0].mean() else -1.0, 1.0])
+    per_object = {"path": [], "apart": [], "size": [], "relsize": [], "alpha": [], "recolour": [], "lighten": []}
+    for j in range(min(objects, len(P))):
+        per_object["path"].append(((P[j] - P[j, 0]) * mirror).ravel())
+        per_object["apart"].append(np.linalg.norm(P[j] - P[0], axis=1))
+        per_object["size"].append(np.log(R[j] / R[j, 0]))
+        per_object["relsize"].append(np.log(R[j] / R[0])[[0, steps // 2, -1]])
+        per_object["alpha"].append(A[j])
+        per_object["recolour"].append(np.linalg.norm(C[j] - C[j, 0], axis=1))
+        per_object["lighten"].append(C[j].max(1) - C[j, 0].max())
+    features = {}
+    for name, parts in per_object.items():  # absent objects: zeros
+        features[name] = np.concatenate(parts + [np.zeros_like(parts[0])] * (objects - len(parts)))
+    changing = (moved > 0.004) | (np.abs(np.diff(A, axis=1)) > 0.01) | (np.abs(np.diff(np.log(R), axis=1)) > 0.01) \
+        | (np.abs(np.diff(C, axis=1)).max(2) > 0.01)
+    features.update(side=P[m, -1:, 0] - P[m, :1, 0], bend=_resample(_bulge(full[m] * mirror), steps),
+                    spread=P[m].std(0), count=A.sum(0), changing=np.r_[0, changing.sum(0)])
+    return features
+
+
+def _nearest_centroid(features, labels, train):
+    """The label of every row: the nearest class mean, in units of that class's own spread over the training rows,
+    each feature's spread floored at SEEN_FLOOR (a diagonal Gaussian per class)."""
+    X = np.concatenate([features[g] for g in SEEN_FLOOR], 1)
+    floor = np.concatenate([np.full(features[g].shape[1], f) for g, f in SEEN_FLOOR.items()])
+    names = sorted(set(labels))
+    scores = []
+    for name in names:
+        rows = X[train & (labels == name)]
+        spread = np.sqrt(rows.var(0) + floor ** 2)
+        scores.append((((X - rows.mean(0)) / spread) ** 2 + 2 * np.log(spread / floor)).sum(1))
+    return np.array(names)[np.argmin(scores, axis=0)]
+
+
+def test_sibling_classes_are_told_apart_by_what_the_camera_sees():
+    """Per coarse class, a nearest-centroid classifier on the scene state as the camera sees it (_seen), fit on the
+    odd video ids and tested on the even ones, over both views and both profiles (small: 32 frames, 112 px; full: the
+    official frame counts, 224 px), names >= 98% of the fine classes. Appearance is shared, so no set-specific shape
+    tells the classes apart. Not for changing shape: its siblings differ in the shape they become
+    (test_changing_shape)."""
+    table = synta.fine_classes()
+    failures = {}
+    for coarse in sorted({stem.split("/")[0] for stem in table} - {"changing_shape"}):
+        rows, labels, train = [], [], []
+        for stem in (s for s in table if s.startswith(coarse + "/")):
+            for i in range(1, 13):
+                frames, size = (32, 112) if i % 4 in (1, 2) else (None, 224)  # both profiles in train and test
+                for view in synta.VIEWS:
+                    scene = synta.build_scene(stem, view, i, frames=frames, size=size, appearance="shared")
+                    rows.append(_seen(scene))
+                    labels.append(stem.split("/")[1])
+                    train.append(i % 2 == 1)
+        features = {g: np.array([r[g] for r in rows]) for g in SEEN_FLOOR}
+        labels, train = np.array(labels), np.array(train)
+        predicted = _nearest_centroid(features, labels, train)
+        test = ~train
+        accuracy = float(np.mean(predicted[test] == labels[test]))
+        if accuracy < 0.98:
+            confused = Counter(f"{a}->{b}" for a, b in zip(labels[test], predicted[test]) if a != b)
+            failures[coarse] = (round(accuracy, 3), dict(confused))
+    assert not failures, failures
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # appearance, determinism, layout
 
 def test_coupled_and_shared_appearance_pools():
@@ -631,7 +783,7 @@ def test_coupled_and_shared_appearance_pools():
         for i in range(1, 11):
             for mode in synta.APPEARANCES:
                 sc = synta.build_scene(stem, "regular", i, frames=4, size=16, appearance=mode)
-                shapes[(mode, set_of[stem])] |= {s.shape for s in sc.solids}
+                shapes[(mode, set_of[stem])] |= {s.shape for s in sc.solids if s.shape != "box"}  # not scenery
                 family = sc.background.texture
                 assert family % 10 == (i - 1) % 10  # val ids 31.. reuse the backgrounds of train ids 1..
                 if mode == "coupled":
@@ -692,6 +844,29 @@ def test_names_layout_manifest_and_reuse(tmp_path):
         synta.generate(out, size=48, frames=6, train_per_view=1, val_per_view=0, classes=["rising3"], workers=1)
 
 
+def test_a_folder_of_an_older_generator_version_is_refused_with_the_choice(tmp_path, monkeypatch):
+    """Videos of another generator version are never mixed with new ones or silently reused: the user is told how to
+    render them anew or keep them; the main job (python train.py) stops with that one line before training."""
+    import train
+
+    out = tmp_path / "cache" / "synta_small_coupled"
+    options = synta._content_options((112, 112), 32, 1.0, 0, "coupled")
+    out.mkdir(parents=True)
+    (out / synta.MANIFEST).write_text(json.dumps({"options": dict(options, version=synta.GENERATOR_VERSION - 1)}))
+    expected = (f"^error: {out} holds videos of Syn-TA generator version {synta.GENERATOR_VERSION - 1} and this is "
+                f"version {synta.GENERATOR_VERSION} .*delete the folder.*to keep it, train on its split lists")
+    with pytest.raises(SystemExit, match=expected):
+        synta.generate(out, **synta.PROFILES["small"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=expected.replace(str(out), "cache/synta_small_coupled")):
+        train.main([])
+    assert not (tmp_path / "runs").exists() and list(out.iterdir()) == [out / synta.MANIFEST]
+    summary = synta.generate(out, size=16, frames=2, train_per_view=1, val_per_view=0, classes=["rising1"],
+                             overwrite=True, workers=1)
+    assert summary["rendered"] == 2
+    assert json.loads((out / synta.MANIFEST).read_text())["options"]["version"] == synta.GENERATOR_VERSION
+
+
 def test_same_seed_same_bytes_any_worker_count_and_ids_differ(tmp_path):
     kw = dict(size=32, frames=5, train_per_view=2, val_per_view=0, classes=["orbiting1", "merging2"], seed=3)
     synta.generate(tmp_path / "a", workers=1, **kw)
@@ -710,7 +885,7 @@ def test_same_seed_same_bytes_any_worker_count_and_ids_differ(tmp_path):
 def test_official_split_lists_use_our_names_and_ids():
     splits = SHARED / "upstream" / "dataset_splits" / "synta" / "fine_classes"
     if not splits.is_dir():
-        pytest.skip("../shared/upstream split lists not present")
+        pytest.skip("the official Syn-TA split lists are not present")
     table = synta.fine_classes()
     for part, ids in (("train", range(1, 31)), ("val", range(31, 51))):
         for set_id in (1, 2):
@@ -721,6 +896,14 @@ def test_official_split_lists_use_our_names_and_ids():
             assert rows == ours, (part, set_id)
     assert synta.video_ids(30, 20) == list(range(1, 51))
     assert synta.video_ids(6, 4) == [1, 2, 3, 4, 5, 6, 31, 32, 33, 34]
+
+
+def test_sheet_index_lists_every_class_with_its_staging(tmp_path):
+    index = synta.sheet_index(tmp_path).read_text()
+    rows = [line for line in index.splitlines() if line.startswith("| `")]
+    assert len(rows) == 100 and all(f"| `{stem}` |" in index for stem in CLASSES)
+    assert sum("*(view-relative)*" in row for row in rows) == len(synta.VIEW_RELATIVE)
+    assert "| `bouncing/bouncing4` | 2 | Single object imitating the motion of bouncing against a wall" in index
 
 
 def test_renderer_draws_object_and_its_shadow():

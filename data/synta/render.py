@@ -1,4 +1,4 @@
-"""A small CPU ray caster for the Syn-TA generator (data/synta.py).
+"""A small CPU ray caster for the Syn-TA generator (data/synta/generator.py).
 
 It draws shaded primitive solids over a textured ground plane (regular view) or in front of a textured vertical
 backdrop (front view), lit by one directional light, with cast shadows. Everything is vectorised with numpy over the
@@ -39,11 +39,13 @@ class Solid:
     alpha: np.ndarray   # (F,) opacity, 0 = invisible
     yaw: np.ndarray     # (F,) rotation about the vertical axis, radians
     name: str = ""
+    half_size: tuple = None  # shape "box" (scenery: a wall, a step) only: half its extent along x, y, z at scale 1
 
     @property
     def radius(self) -> np.ndarray:
         """(F,) radius of the bounding sphere."""
-        return BOUND_RADIUS[self.shape] * self.scale
+        bound = math.hypot(*self.half_size) if self.shape == "box" else BOUND_RADIUS[self.shape]
+        return bound * self.scale
 
 
 @dataclass
@@ -58,10 +60,11 @@ class Camera:
         self.position = np.asarray(self.position, np.float64)
         self.target = np.asarray(self.target, np.float64)
         f = self.target - self.position
-        self.forward = f / np.linalg.norm(f)
-        r = np.cross(self.forward, [0.0, 0.0, 1.0])
-        self.right = r / np.linalg.norm(r)
-        self.up = np.cross(self.right, self.forward)
+        fx, fy, fz = self.forward = f / np.linalg.norm(f)
+        # right = forward x z, up = right x forward, written out (np.cross costs more than the rest of a scene)
+        rx, ry = np.array([fy, -fx]) / math.hypot(fx, fy)
+        self.right = np.array([rx, ry, 0.0])
+        self.up = np.array([ry * fz, -rx * fz, rx * fy - ry * fx])
         half = math.tan(math.radians(self.fov_deg) / 2)
         longest = max(self.width, self.height)
         self.half_w = half * self.width / longest
@@ -277,8 +280,23 @@ def _hit_flat_torus(o, d, steps):
     return t, normal
 
 
-def intersect_local(shape, o, d):
+def _hit_box(o, d, half):
+    """Axis-aligned box -half..half (slab test)."""
+    d = np.where(np.abs(d) < 1e-9, np.float32(1e-9), d)
+    t0, t1 = (-half - o) / d, (half - o) / d
+    near, far = np.minimum(t0, t1), np.maximum(t0, t1)
+    axis = np.argmax(near, axis=1)
+    t_enter = np.take_along_axis(near, axis[:, None], 1)[:, 0]
+    hit = (t_enter <= far.min(axis=1)) & (t_enter > EPS)
+    normal = np.zeros_like(o)
+    normal[np.arange(len(o)), axis] = -np.sign(d[np.arange(len(o)), axis])
+    return np.where(hit, t_enter, np.inf), normal
+
+
+def intersect_local(shape, o, d, half_size=None):
     """Nearest hit of rays (local frame, unit directions) with a solid of scale 1: (t, local normal)."""
+    if shape == "box":
+        return _hit_box(o, d, np.asarray(half_size, np.float32))
     if shape in POLYHEDRA:
         return _hit_polyhedron(shape, o, d)
     if shape == "sphere":
@@ -300,14 +318,14 @@ def intersect_solid(solid, frame, origins, dirs):
     # rotate by -yaw into the solid's frame, divide by the scale; t stays a world length since |d| = 1
     o = np.stack([cy * rel[:, 0] + sy * rel[:, 1], -sy * rel[:, 0] + cy * rel[:, 1], rel[:, 2]], 1) / s[:, None]
     d = np.stack([cy * dirs[:, 0] + sy * dirs[:, 1], -sy * dirs[:, 0] + cy * dirs[:, 1], dirs[:, 2]], 1)
-    t, n = intersect_local(solid.shape, o, d.astype(np.float32))
+    t, n = intersect_local(solid.shape, o, d.astype(np.float32), solid.half_size)
     t = t * s
     n_world = np.stack([cy * n[:, 0] - sy * n[:, 1], sy * n[:, 0] + cy * n[:, 1], n[:, 2]], 1)
     return t, n_world
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# procedural textures: 20 families; data/synta.py gives families 0-9 to Set 1 and 10-19 to Set 2.
+# procedural textures: 20 families; data/synta/generator.py gives families 0-9 to Set 1 and 10-19 to Set 2.
 
 def _hash01(ix, iy, seed):
     h = ix.astype(np.uint32) * np.uint32(374761393) + iy.astype(np.uint32) * np.uint32(668265263)

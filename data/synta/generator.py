@@ -1,12 +1,13 @@
-"""Syn-TA generator: an offline, CPU-only procedural equivalent of the benchmark's synthetic dataset.
+"""Syn-TA generator: scenes, the dataset on disk, contact sheets and the command line.
 
-The official Syn-TA is rendered with Blender (benchmark notes section 4.5); this module renders the same 20 coarse /
-100 fine classes with the small ray caster in data/render.py and writes them in Syn-TA's own layout:
+The official Syn-TA is rendered with Blender (github.com/raiyaan-abdullah/Motion-Transfer, synta_generate_blender/);
+this module renders the same 20 coarse / 100 fine classes with the small ray caster in data/synta/render.py and
+writes them in Syn-TA's own layout:
 
     <out>/<coarse folder>/<stem basename>[_front]_id_<i>.mp4      e.g. bouncing/bouncing1_front_id_3.mp4
 
 ids 1-30 are the train videos and 31-50 the val videos of each view (fewer per class keep to the front of those
-ranges). The motion of each fine class is a small program in data/synta_motions.py (table `CLASSES`).
+ranges). The motion of each fine class is a small program in data/synta/motions.py (table `CLASSES`).
 
     python -m data.synta generate --out cache/synta_small --profile small
     python -m data.synta sheet --coarse bouncing --out docs/synta
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 import zlib
 from dataclasses import dataclass
@@ -31,12 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from data.hierarchy import load_hierarchy
-from data.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
+from data.synta.render import (SHAPES, TEXTURES, Background, Camera, Light, draw_text,
                          encode_png, limit_blas_threads, render_clip, render_frames, texture_params,
                          write_mp4)
-from data.synta_motions import CLASSES, VIEW_RELATIVE, Ctx
+from data.synta.motions import CLASSES, VIEW_RELATIVE, Ctx
 
-GENERATOR_VERSION = 2  # 2: shared appearance keeps val backgrounds among the train ones
+# 2: shared appearance keeps val backgrounds among the train ones; 3: sibling classes redrawn so that they look
+# like their names (falling/rising 3-4, zigzags, moving_in_a_path 1-3, orbits, following, shooting_projectile1,
+# teleporting 2/5...), the wall and the stairs of bouncing4/7/8 drawn, front cameras as high as the official ones
+GENERATOR_VERSION = 3
 MANIFEST = "synta_manifest.json"
 VIEWS = ("regular", "front")
 APPEARANCES = ("coupled", "shared")
@@ -71,7 +76,8 @@ def fine_classes() -> dict:
     """Official path stem -> data.hierarchy.FineClass, in the hierarchy's order (Set 1, then Set 2)."""
     table = {c.source: c for c in load_hierarchy("synta").fine}
     if set(table) != set(CLASSES):
-        raise RuntimeError(f"data/synta_motions.py and synta.csv disagree: {sorted(set(table) ^ set(CLASSES))}")
+        raise RuntimeError(f"data/synta/motions.py and data/hierarchies/synta.csv disagree: "
+                           f"{sorted(set(table) ^ set(CLASSES))}")
     return table
 
 
@@ -121,6 +127,13 @@ def _turn_stage(solids, focus, angle):
         focus[:, :2] = focus[:, :2] @ rot.T
 
 
+def _box_corners(box):
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * box.half_size
+    corners[:, :2] = corners[:, :2] @ np.array([[math.cos(box.yaw[0]), math.sin(box.yaw[0])],
+                                                [-math.sin(box.yaw[0]), math.cos(box.yaw[0])]])
+    return box.pos[0] + corners
+
+
 def _fit_distance(points, reach, target, direction, width, height, fill=0.9):
     """Camera distance along `direction` from `target` at which spheres of radius `reach` around `points` fill
     the frame to `fill` of its half-width/height (a few fixed-point steps: the projection scales ~ 1/distance)."""
@@ -157,17 +170,18 @@ def build_scene(stem, view="regular", video_id=1, seed=0, frames=None, frame_sca
         # the program's camera looks along +y from -y (azimuth 90 degrees); turn the stage to face this one
         _turn_stage(solids, focus, math.pi / 2 - azimuth)
 
-    visible = [s.pos[s.alpha > 0.05] for s in solids]
+    movers = [s for s in solids if s.shape != "box"]
     if focus is None:
-        focus = np.concatenate([v for v in visible if len(v)])
-    reach = max(float(np.max(s.radius)) for s in solids)
+        focus = np.concatenate([v for v in (s.pos[s.alpha > 0.05] for s in movers) if len(v)])
+    focus = np.vstack([focus] + [_box_corners(s) for s in solids if s.shape == "box"])  # the wall, the stairs
+    reach = max(float(np.max(s.radius)) for s in movers)
     centre = (focus.min(0) + focus.max(0)) / 2
     # frame the action with some ground around it, even when it happens in one spot
     around = centre + np.array([[2.5, 0, 0], [-2.5, 0, 0], [0, 2.5, 0], [0, -2.5, 0]])
     around[:, 2] = 1.0
     focus = np.vstack([focus, around])
     if view == "front":
-        elevation = math.radians(stage_rng.uniform(4, 12))
+        elevation = math.radians(stage_rng.uniform(8, 17))  # the official front cameras: 5-10 high, 30 away
     else:
         elevation = math.radians(stage_rng.uniform(*(ctx.elevation or (20.0, 45.0))))
     target = centre + np.array([*stage_rng.uniform(-0.3, 0.3, 2), 0.0])
@@ -324,6 +338,13 @@ def generate(out_dir, size=112, frames=None, train_per_view=MAX_TRAIN, val_per_v
             old = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             _fail(f"{manifest_path} is not readable JSON; delete it or use another output directory")
+        made_by = (old.get("options") or {}).get("version")
+        if made_by != GENERATOR_VERSION and not overwrite:
+            _fail(f"{out} holds videos of Syn-TA generator version {made_by} and this is version {GENERATOR_VERSION} "
+                  f"(see GENERATOR_VERSION in data/synta/generator.py): to render it anew, delete the folder and any "
+                  f"runs trained on it (or generate with --overwrite); to keep it, train on its split lists without "
+                  f"this generator: --data synta --splits {out / 'splits'} (python -m data.prepare synta "
+                  f"--videos {out} --out {out / 'splits'} writes them)")
         if old.get("options") != options and not overwrite:
             _fail(f"{out} holds a Syn-TA generated with other options ({old.get('options')}); use another output "
                   f"directory or overwrite=True / --overwrite")
@@ -415,18 +436,22 @@ def _wrap(text, width_chars):
     return lines + [line]
 
 
+def _siblings(coarse):
+    """The fine classes of a coarse class, by their number (bouncing1, bouncing2, ...)."""
+    return sorted(resolve_classes([coarse]), key=lambda s: int("".join(ch for ch in s.split("/")[1] if ch.isdigit())))
+
+
 def contact_sheet(coarse, out_png, size=112, frames=32, columns=8, seed=0, appearance="coupled", view="regular",
                   video_id=1) -> Path:
     """PNG grid for one coarse class: one row per fine class (labelled with set, stem and fine name), `columns`
     frames evenly spread over the clip."""
-    stems = resolve_classes([coarse])
+    stems = _siblings(coarse)
     table = fine_classes()
     if view not in VIEWS:
         _fail(f"view must be one of {', '.join(VIEWS)}")
     if not (isinstance(columns, int) and 2 <= columns <= 32):
         _fail("columns must be 2..32")
     _check_options(size, frames, 1.0, 1, 0, appearance, 1, VIEWS)
-    stems.sort(key=lambda s: int("".join(ch for ch in s.split("/")[1] if ch.isdigit())))
     rows = []
     width = columns * (size + 2)
     for stem in stems:
@@ -451,6 +476,30 @@ def contact_sheet(coarse, out_png, size=112, frames=32, columns=8, seed=0, appea
     except OSError as e:
         _fail(f"cannot write {out_png}: {e.strerror or e}")
     return out_png
+
+
+def sheet_index(out_dir, size=112, frames=32, columns=8, seed=0, appearance="coupled", view="regular",
+                video_id=1) -> Path:
+    """<out_dir>/README.md: what the contact sheets show, and for every coarse class its fine classes."""
+    table = fine_classes()
+    about = (
+        f"One sheet per coarse class, written by `python -m data.synta sheet --out {out_dir}` ({size} px, {frames} "
+        f"frames, {columns} of them from left to right; video id {video_id}, {view} view, seed {seed}, {appearance} "
+        "appearance). Each row is one fine class (label: set, stem, official fine name). Rows marked *view-relative* "
+        "are staged as seen by the camera (left/right, near/far, clockwise on screen, entering or leaving the frame); "
+        "the others are filmed from a random one of the six regular azimuths. Frames: the official per-class clip "
+        "length, used by the full profile.")
+    text = ["# Syn-TA generator: contact sheets", "", textwrap.fill(about, 115), ""]
+    for coarse in sorted({stem.split("/")[0] for stem in table}):
+        text += [f"## {coarse.replace('_', ' ')} — [{coarse}.png]({coarse}.png)", "",
+                 "| stem | set | fine class | frames |", "|---|---|---|---|"]
+        for stem in _siblings(coarse):
+            mark = " *(view-relative)*" if stem in VIEW_RELATIVE else ""
+            text.append(f"| `{stem}` | {table[stem].set} | {table[stem].name}{mark} | {CLASSES[stem][1]} |")
+        text.append("")
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(text))
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -488,7 +537,7 @@ def main(argv=None):
     g.add_argument("--classes", help="comma-separated stems (bouncing/bouncing1), basenames or coarse classes")
     g.add_argument("--workers", type=int, help="processes (default: all cores)")
     g.add_argument("--overwrite", action="store_true", help="re-render even if videos exist")
-    s = sub.add_parser("sheet", help="write contact sheets (PNG) of coarse classes")
+    s = sub.add_parser("sheet", help="write contact sheets (PNG) of coarse classes, for all of them also README.md")
     s.add_argument("--coarse", default="all", help="coarse class (folder name) or 'all' (default)")
     s.add_argument("--out", default="docs/synta", help="output folder (default docs/synta)")
     s.add_argument("--size", type=int, default=112)
@@ -517,11 +566,11 @@ def main(argv=None):
         for name in chosen:
             if name not in coarse_names:
                 _fail(f"unknown coarse class '{name}'; choose from: {', '.join(coarse_names)}")
-            path = contact_sheet(name, Path(args.out) / f"{name}.png", size=args.size, frames=args.frames,
-                                 columns=args.columns, seed=args.seed, appearance=args.appearance, view=args.view,
-                                 video_id=args.id)
+        look = dict(size=args.size, frames=args.frames, columns=args.columns, seed=args.seed,
+                    appearance=args.appearance, view=args.view, video_id=args.id)
+        for name in chosen:
+            path = contact_sheet(name, Path(args.out) / f"{name}.png", **look)
             print(f"{path} ({path.stat().st_size // 1024} KB)")
+        if args.coarse == "all":
+            print(sheet_index(args.out, **look))
 
-
-if __name__ == "__main__":
-    main()

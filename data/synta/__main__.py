@@ -1,0 +1,3 @@
+from data.synta.generator import main
+
+main()
