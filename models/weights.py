@@ -18,11 +18,12 @@ Errors are one line (SystemExit "error: ..."), the harness's convention.
 """
 import fnmatch
 import hashlib
+import io
 import math
 import os
 import pickle
+import re
 import sys
-import types
 import urllib.error
 import urllib.request
 import warnings
@@ -32,6 +33,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+from torch import _weights_only_unpickler
 
 from models.clip import CLIP, VIT_B16, resample_frames, resize_pos_embed
 
@@ -111,6 +113,7 @@ def download(url: str, sha256: str, folder: Path, what: str, log=log_to_stderr) 
 
 
 def _is_torchscript(path: Path) -> bool:
+    """A zip whose records include code/ or constants.pkl (torch.load's own test is the latter)."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
@@ -118,32 +121,29 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=log_to_stderr):
-    """Load a checkpoint file on the CPU: a TorchScript archive (OpenAI's .pt releases) -> its
-    state_dict(); anything else through torch.load(weights_only=True), which unpickles nothing but
-    tensors and plain containers. A training checkpoint that pickles more (X-CLIP's and ViFi-CLIP's
-    yacs config, optimizer and scheduler beside the weights) is then read with only torch's
-    weights_only globals resolved and every other object replaced by an inert stand-in: no code of
-    the original classes runs, and the names left out are logged. Errors are one line."""
+    """Load a checkpoint file on the CPU without running anything it holds. A TorchScript archive
+    (OpenAI's .pt releases) -> the state_dict() torch.jit.load would give, read from the archive's
+    tensors and the parameter/buffer names its code declares (the code is read as text, never run;
+    torch.jit.load is never called). Anything else through torch.load(weights_only=True), which
+    unpickles nothing but tensors and plain containers. A training checkpoint that pickles more
+    (X-CLIP's and ViFi-CLIP's yacs config, optimizer and scheduler beside the weights) is then read
+    with the same restricted unpickler and every other object replaced by an inert stand-in: no code
+    of the original classes runs, and the names left out are logged. Errors are one line."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise SystemExit(f"error: {what} '{path}' not found")
     try:
         if _is_torchscript(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.jit is deprecated, and still the only reader of these files
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # objects beyond tensors and containers: read below with inert stand-ins
+            return _read_archive(path, what, script=True)[0]
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if not zipfile.is_zipfile(path):  # torch's format before 1.6: read as tensors only
+                raise SystemExit(f"error: cannot read {what} {path}: it pickles Python objects beyond tensors "
+                                 f"({_first_line(e)}) in torch's pre-1.6 format, which is read only when it holds "
+                                 f"tensors alone; where you trust it, load it and torch.save its state dict") from None
+        obj, others = _read_archive(path, what, script=False)
     except Exception as e:  # noqa: BLE001 - every reader failure gets the same one-line explanation
-        raise SystemExit(_unreadable(what, path, e)) from None
-    try:
-        others = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - only used for the log line
-        others = []
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
-    except Exception as e:  # noqa: BLE001
         raise SystemExit(_unreadable(what, path, e)) from None
     if others:
         log(f"{path.name}: read without running its {len(others)} non-tensor classes ({short_list(others)}); "
@@ -151,20 +151,30 @@ def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=log_to
     return obj
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:160]
+
+
 def _unreadable(what: str, path: Path, e: Exception) -> str:
-    first = (str(e).strip().splitlines() or [""])[0][:160]
-    return f"error: cannot read {what} {path} ({type(e).__name__}: {first}); expected a PyTorch checkpoint or a TorchScript archive"
+    return (f"error: cannot read {what} {path} ({type(e).__name__}: {_first_line(e)}); "
+            f"expected a PyTorch checkpoint or a TorchScript archive")
 
 
 class _Opaque(dict):
     """Stands in for an object of a checkpoint that is neither a tensor nor a plain container (a
-    pickled yacs config, a numpy scalar, ...): an empty dict that accepts and ignores any arguments
-    and state, so unpickling it runs no code of the original class."""
+    pickled yacs config, a numpy scalar, a TorchScript module): created without running any code of
+    the original class; it ignores arguments, items and list entries, and keeps the attributes the
+    file gives it (`attributes`: a TorchScript module's tensors are read from there)."""
+
+    qualified_name = ""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
 
     def __setstate__(self, state):
+        self.attributes = state if isinstance(state, dict) else {}
+
+    def __setitem__(self, key, value):
         pass
 
     def append(self, item):
@@ -174,23 +184,116 @@ class _Opaque(dict):
         pass
 
 
-class _InertUnpickler(pickle.Unpickler):
-    """Resolves only the globals torch's weights_only loader allows (tensor rebuilders, dtypes,
-    OrderedDict, ...); every other global becomes an _Opaque subclass of the same name."""
+class _ArchiveUnpickler(_weights_only_unpickler.Unpickler):
+    """torch's weights_only unpickler (pure Python: only allowlisted globals, objects built only of
+    those) over an archive's data.pkl, its tensors' storages read from the archive's data/ records;
+    stand-ins (_Opaque) may also take items and list entries, which they ignore."""
 
-    def find_class(self, module: str, name: str):
-        from torch import _weights_only_unpickler
+    def __init__(self, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(io.BytesIO(archive.read(prefix + "data.pkl")), encoding="utf-8")
+        self.archive, self.prefix, self.storages = archive, prefix, {}
 
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+            raise pickle.UnpicklingError(f"unexpected storage reference {str(pid)[:80]}")
+        _, kind, key, _, numel = pid
+        dtype = torch.uint8 if kind is torch.UntypedStorage else getattr(kind, "dtype", None)
+        if not isinstance(dtype, torch.dtype):
+            raise pickle.UnpicklingError(f"storage {key} has no tensor type ({str(kind)[:40]})")
+        if key not in self.storages:
+            name, nbytes = f"{self.prefix}data/{key}", numel * dtype.itemsize
+            if self.archive.getinfo(name).file_size < nbytes:
+                raise pickle.UnpicklingError(f"storage {name} holds {self.archive.getinfo(name).file_size} bytes, "
+                                             f"its tensors need {nbytes}")
+            with self.archive.open(name) as f:
+                raw = f.read(nbytes)
+            untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if nbytes else torch.UntypedStorage(0)
+            self.storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+        return self.storages[key]
+
+    def _check_set_item_target(self, opcode):
+        if not isinstance(self.stack[-1], _Opaque):
+            super()._check_set_item_target(opcode)
+
+    def _check_append_target(self, list_obj):
+        if not isinstance(list_obj, _Opaque):
+            super()._check_append_target(list_obj)
+
+
+def _read_archive(path: Path, what: str, script: bool) -> tuple:
+    """A zip archive of torch.save or torch.jit.save (`<name>/data.pkl`, `<name>/data/<key>`, and for
+    TorchScript `<name>/code/`) -> (object, names of the globals replaced by stand-ins). Its data.pkl
+    goes through _ArchiveUnpickler with an _Opaque stand-in for every global torch's weights_only
+    loader does not allow; in a TorchScript archive (`script`) those may only be its own classes
+    (`__torch__.*`), and the object returned is the state dict torch.jit.load(...).state_dict() gives."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        found = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(found) != 1:
+            raise SystemExit(f"error: cannot read {what} {path}: a zip archive of PyTorch has one <name>/data.pkl, "
+                             f"this one has {len(found) or 'none'}; expected a PyTorch checkpoint or a TorchScript archive")
+        prefix = found[0][: -len("data.pkl")]
+        if prefix + "byteorder" in names and archive.read(prefix + "byteorder").decode(errors="replace") != sys.byteorder:
+            raise SystemExit(f"error: cannot read {what} {path}: it was saved on a machine of another byte order")
         allowed = _weights_only_unpickler._get_allowed_globals()
-        full = f"{module}.{name}"
-        if full in allowed:
-            return allowed[full]
-        return type(name, (_Opaque,), {"__module__": module, "__qualname__": name})
+        others = sorted(_weights_only_unpickler.get_globals_in_pkl(io.BytesIO(archive.read(found[0]))) - set(allowed))
+        if script:
+            foreign = [n for n in others if not n.startswith("__torch__.")]
+            if foreign:
+                raise SystemExit(f"error: cannot read {what} {path}: this TorchScript archive refers to "
+                                 f"{short_list(foreign)}, which no weights need; it was not read (nothing in it was run)")
+            modules = _script_modules(archive, prefix)
+        stand_ins = [(type(n.rsplit(".", 1)[-1], (_Opaque,), {"qualified_name": n}), n) for n in others]
+        with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
+            warnings.simplefilter("ignore")  # the pickle protocol note and TypedStorage's deprecation
+            obj = _ArchiveUnpickler(archive, prefix).load()
+            torch._utils._validate_loaded_sparse_tensors()
+    if script:
+        return _script_state_dict(obj, modules, f"{what} {path}"), others
+    return obj, others
 
 
-_inert_pickle = types.ModuleType("inert_pickle")
-_inert_pickle.Unpickler = _InertUnpickler
-_inert_pickle.load = lambda f, **kwargs: _InertUnpickler(f, **kwargs).load()
+def _script_modules(archive: zipfile.ZipFile, prefix: str) -> dict:
+    """{qualified class name: (parameter names, buffer names)} of every module class of a TorchScript
+    archive, from the declarations of its code/ files (`class X(Module):`, `__parameters__ = [...]`,
+    `__buffers__ = [...]`), read as text."""
+    modules, code = {}, prefix + "code/"
+    for name in archive.namelist():
+        if not (name.startswith(code) and name.endswith(".py")):
+            continue
+        package, current = name[len(code): -len(".py")].replace("/", "."), None
+        for line in archive.read(name).decode("utf-8", "replace").splitlines():
+            if not line.startswith(" "):
+                m = re.match(r"class (\w+)\(Module\):", line)
+                current = modules.setdefault(f"{package}.{m[1]}", ([], [])) if m else None
+            elif current is not None and (m := re.match(r"\s+__(parameters|buffers)__ = \[(.*)\]\s*$", line)):
+                current[m[1] == "buffers"].extend(re.findall(r'"([^"]*)"', m[2]))
+    return modules
+
+
+def _script_state_dict(root, modules: dict, source: str) -> dict:
+    """The parameters and buffers of a TorchScript module tree of stand-ins, named and ordered as
+    torch.jit's state_dict() names them: each module's parameters, then its buffers, then its
+    submodules'. A module whose attributes only its own code could restore is an error."""
+    state = {}
+
+    def collect(module, prefix):
+        params, buffers = modules[module.qualified_name]
+        attributes = getattr(module, "attributes", {})
+        absent = [n for n in params + buffers if n not in attributes]
+        if absent:
+            raise SystemExit(f"error: cannot read {source}: its module {module.qualified_name} restores {short_list(absent)} "
+                             f"with its own code (__setstate__), which is never run here")
+        for names in (params, buffers):
+            state.update((prefix + n, v.detach()) for n, v in attributes.items() if n in names and isinstance(v, torch.Tensor))
+        for n, v in attributes.items():
+            if isinstance(v, _Opaque) and v.qualified_name in modules:
+                collect(v, f"{prefix}{n}.")
+
+    if not (isinstance(root, _Opaque) and root.qualified_name in modules):
+        raise SystemExit(f"error: cannot read {source}: its data.pkl holds no TorchScript module")
+    collect(root, "")
+    return state
 
 
 def extract_state_dict(obj, source: str = "checkpoint", containers=("state_dict", "model_state", "model")) -> dict:
