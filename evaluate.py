@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import read_dataset_info
 from data.video import open_video, sample_indices
 from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
-from models.weights import load_checked
+from models.weights import load_checked, reason
 
 # ---------------------------------------------------------------------------------------------
 # runtime: processes, device, precision
@@ -245,10 +246,12 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
     if not path.is_file():
         raise SystemExit(f"error: checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # torch.load names torch.jit.load for a TorchScript archive: it refuses it here
+            warnings.filterwarnings("ignore", message=".torch.load. received a zip file that looks like a TorchScript")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - whatever the bytes are, the answer is the same
         raise SystemExit(f"error: {path} is not a checkpoint written by train.py, or is truncated "
-                         f"({type(e).__name__}: {first_line(e) or 'empty file'})") from None
+                         f"({type(e).__name__}: {reason(e) or 'empty file'})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("model"), dict):
         raise SystemExit(f"error: {path} is not a checkpoint written by train.py (no 'config'/'model' entries)")
     missing = [k for k in ("model_name", "dataset", "task", "train_set") if k not in ckpt["config"]]

@@ -136,12 +136,14 @@ def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=log_to
         if _is_torchscript(path):
             return _read_archive(path, what, script=True)[0]
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")  # an error follows if it matters
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             if not zipfile.is_zipfile(path):  # torch's format before 1.6: read as tensors only
                 raise SystemExit(f"error: cannot read {what} {path}: it pickles Python objects beyond tensors "
-                                 f"({_first_line(e)}) in torch's pre-1.6 format, which is read only when it holds "
-                                 f"tensors alone; where you trust it, load it and torch.save its state dict") from None
+                                 f"({reason(e)}), which are read (as inert stand-ins) only from torch.save's zip "
+                                 f"format; where you trust it, load it and torch.save its state dict") from None
         obj, others = _read_archive(path, what, script=False)
     except Exception as e:  # noqa: BLE001 - every reader failure gets the same one-line explanation
         raise SystemExit(_unreadable(what, path, e)) from None
@@ -151,12 +153,18 @@ def read_checkpoint(path: Union[str, Path], what: str = "checkpoint", log=log_to
     return obj
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:160]
+def reason(e: BaseException) -> str:
+    """What went wrong, from an exception's message, short enough for a one-line error. torch.load's
+    weights_only failures open with a paragraph about trusting the file; the cause is the line after."""
+    text = str(e).strip()
+    if text.startswith("Weights only load failed"):
+        text = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text.split("\n\n", 1)[-1]
+        text = text.strip().split(". ", 1)[0]  # not the advice that follows: to trust the file
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:160]
 
 
 def _unreadable(what: str, path: Path, e: Exception) -> str:
-    return (f"error: cannot read {what} {path} ({type(e).__name__}: {_first_line(e)}); "
+    return (f"error: cannot read {what} {path} ({type(e).__name__}: {reason(e)}); "
             f"expected a PyTorch checkpoint or a TorchScript archive")
 
 
@@ -191,7 +199,7 @@ class _ArchiveUnpickler(_weights_only_unpickler.Unpickler):
 
     def __init__(self, archive: zipfile.ZipFile, prefix: str):
         super().__init__(io.BytesIO(archive.read(prefix + "data.pkl")), encoding="utf-8")
-        self.archive, self.prefix, self.storages = archive, prefix, {}
+        self.archive, self.prefix, self.storages, self.empty = archive, prefix, {}, set()
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
@@ -206,10 +214,19 @@ class _ArchiveUnpickler(_weights_only_unpickler.Unpickler):
                 raise pickle.UnpicklingError(f"storage {name} holds {self.archive.getinfo(name).file_size} bytes, "
                                              f"its tensors need {nbytes}")
             with self.archive.open(name) as f:
-                raw = f.read(nbytes)
-            untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if nbytes else torch.UntypedStorage(0)
+                raw = bytearray(f.read(nbytes))
+            # a buffer's storage cannot grow: a tensor that reaches beyond it is an error, as in torch.load
+            untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if nbytes else torch.UntypedStorage(0)
+            if not nbytes:
+                self.empty.add(key)
             self.storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
         return self.storages[key]
+
+    def load(self):
+        obj = super().load()
+        if any(self.storages[key]._untyped_storage.nbytes() for key in self.empty):  # the only storages that can grow
+            raise pickle.UnpicklingError("a tensor reaches beyond its empty storage")
+        return obj
 
     def _check_set_item_target(self, opcode):
         if not isinstance(self.stack[-1], _Opaque):
