@@ -36,7 +36,7 @@ from data.augment import crop_views
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import read_dataset_info
-from data.video import open_video, sample_indices
+from data.video import DecodeError, open_video, sample_indices
 from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
 from models.weights import load_checked, reason
 
@@ -327,11 +327,11 @@ def read_clip(path, cfg: dict, backend: str = "decord") -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"error: video {path} not found")
-    try:
+    try:  # only a file that cannot be decoded is reported as such; a setting error is its own error
         reader = open_video(path, backend)
         frames = reader.get(sample_indices(len(reader), cfg["input"], None, 0.5))
-    except Exception as e:  # noqa: BLE001 - decoders raise their own error types
-        raise SystemExit(f"error: cannot decode video {path} ({type(e).__name__}: {first_line(e)})") from None
+    except DecodeError as e:
+        raise SystemExit(f"error: cannot decode video {e}") from None
     clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
     return torch.stack(crop_views(clip, cfg["input"]["size"], cfg["test"]["short_side"], cfg["test"]["crops"]))
 

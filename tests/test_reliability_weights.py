@@ -347,3 +347,35 @@ def test_other_objects_of_a_checkpoint_stay_inert_stand_ins(made, tmp_path):
     obj = weights.read_checkpoint(path, log=logs.append)
     assert torch.equal(obj["model"]["w"], torch.arange(4.0)) and isinstance(obj["config"], weights._Opaque)
     assert not ran.exists() and len(logs) == 1 and "builtins.eval" in logs[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the one-video demo: only a file that cannot be decoded is reported as one
+
+
+@pytest.fixture(scope="module")
+def one_video(tmp_path_factory):
+    from conftest import moving_square, write_video
+
+    path = tmp_path_factory.mktemp("demo") / "clip.mp4"
+    write_video(path, moving_square(0, 0, 0))
+    return path
+
+
+def test_the_demo_reports_an_undecodable_file_as_one(one_video, tmp_path):
+    cfg = tiny_cfg("i3d_small")
+    assert evaluate.read_clip(one_video, cfg).shape[1] == cfg["input"]["frames"]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(one_video.read_bytes()[:200])
+    with pytest.raises(SystemExit) as e:
+        evaluate.read_clip(broken, cfg)
+    one_line_error(e, "cannot decode video", str(broken))
+
+
+@pytest.mark.parametrize("setting", [{"sampling": "tsn"}, {"frames": 0}, {"sampling": "dense", "stride": "2"}])
+def test_the_demo_does_not_call_a_setting_error_a_decode_failure(one_video, setting):
+    cfg = tiny_cfg("i3d_small")
+    cfg["input"].update(setting)
+    with pytest.raises(BaseException) as e:  # SystemExit included: its own message, or the error itself
+        evaluate.read_clip(one_video, cfg)
+    assert "cannot decode" not in str(e.value) and not isinstance(e.value, evaluate.DecodeError)
