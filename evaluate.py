@@ -20,7 +20,9 @@ helpers, the prediction loop and the metrics.
 """
 import argparse
 import contextlib
+import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -35,7 +37,7 @@ import torch.distributed as dist
 from data.augment import crop_views
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
-from data.splits import read_dataset_info
+from data.splits import SPLITS, read_dataset
 from data.video import DecodeError, open_video, sample_indices
 from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
 from models.weights import load_checked, reason
@@ -280,18 +282,46 @@ def load_model_state(model, state: dict, source: str) -> None:
         raise SystemExit(f"{e}; was it trained with another model or class count?") from None
 
 
-def resolve_data(cfg: dict, splits: str = None, root: str = None):
-    """-> (splits_dir, video_root) from the command line or what the run recorded."""
+def resolve_data(cfg: dict, splits: str = None, root: str = None, source: str = "the run"):
+    """-> (splits_dir, video_root) from the command line or what the run recorded. A new run records
+    the fingerprint of its data (cfg['data_fingerprint']); a run on other data than it was trained on
+    is refused, or, where --splits names the folder, goes on with a note."""
     if not (splits or cfg.get("splits")):
         raise SystemExit("error: the run records no split folder; pass --splits DIR")
     splits_dir = Path(splits or cfg["splits"])
-    info = read_dataset_info(splits_dir)
+    info, lists = read_dataset(splits_dir)
     if info.get("dataset") != cfg["dataset"]:
         raise SystemExit(f"error: {splits_dir} holds {info.get('dataset')}, but the model was trained on {cfg['dataset']}")
     video_root = Path(root or info["video_root"])
     if not video_root.is_dir():
         raise SystemExit(f"error: video root {video_root} not found; pass --root DIR (where the videos are now)")
+    found = data_fingerprint(video_root, lists)
+    recorded = cfg.setdefault("data_fingerprint", found)
+    if recorded != found:
+        what = (f"{source} was trained on other data than {splits_dir} and {video_root} hold now (data fingerprint "
+                f"{recorded}, now {found}: the split lists or the generated videos' options changed)")
+        if splits is None:
+            raise SystemExit(f"error: {what}; train a new run on these data, or use them anyway by naming the folder: "
+                             f"--splits {splits_dir}")
+        print(f"note: {what}; going on, as --splits names them", file=sys.stderr)
     return splits_dir, video_root
+
+
+def data_fingerprint(video_root, lists: dict) -> str:
+    """16 hex digits that name a dataset's content: its four split lists (paths and labels, in order)
+    and, for videos this repository generated, the generator's content options (version, size, seed,
+    ...; data/synta's manifest), so that a re-rendered Syn-TA with the same file names differs."""
+    from data.synta.generator import MANIFEST
+
+    h = hashlib.sha256(json.dumps({name: [dataclasses.astuple(v) for v in lists[name]] for name in SPLITS}).encode())
+    manifest = Path(video_root) / MANIFEST
+    if manifest.is_file():
+        try:
+            options = json.loads(manifest.read_text()).get("options")
+        except (OSError, ValueError, AttributeError):
+            options = "unreadable"
+        h.update(json.dumps(options, sort_keys=True).encode())
+    return h.hexdigest()[:16]
 
 
 def read_splits(splits_dir, dataset: str, names) -> dict:
@@ -475,7 +505,7 @@ def checked_run(path, args) -> tuple:
     if args.workers is not None:
         cfg["train"]["workers"] = args.workers
     check_config(cfg)
-    splits_dir, video_root = resolve_data(cfg, args.splits, args.root)
+    splits_dir, video_root = resolve_data(cfg, args.splits, args.root, source=str(path))
     return ckpt, cfg, read_splits(splits_dir, cfg["dataset"], ["val_set1", "val_set2"]), video_root
 
 

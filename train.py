@@ -269,7 +269,9 @@ MAIN_JOB_MODEL = "i3d_small"
 def main_job(args) -> dict:
     """Generate (once) the small Syn-TA profile, train the small model on each set, print the table."""
     from data.prepare import prepare
+    from data.splits import read_dataset
     from data.synta import PROFILES, generate
+    from evaluate import data_fingerprint
 
     appearance = args.appearance or "coupled"
     root = Path("cache") / f"synta_small_{appearance}"
@@ -279,9 +281,15 @@ def main_job(args) -> dict:
     splits = root / "splits"
     if not (splits / "dataset.yaml").is_file():
         prepare("synta", root, splits)
+    runs, fingerprint = Path(args.out or "runs") / f"main_job_{appearance}", data_fingerprint(root, read_dataset(splits)[1])
+    for ckpt in runs.glob("set[12]/ckpt.pt"):  # a run of videos rendered before the cache was made again
+        if load_checkpoint(ckpt, mmap=True)["config"].get("data_fingerprint", fingerprint) != fingerprint:
+            raise SystemExit(f"error: {ckpt.parent} was trained on other videos than {root} holds now (it was rendered "
+                             f"again, by another generator version or options); delete {runs} to train on these, or keep "
+                             f"it and write the new runs elsewhere: python train.py --out DIR")
     directions = []
     for s in (1, 2):
-        out = Path(args.out or "runs") / f"main_job_{appearance}" / f"set{s}"
+        out = runs / f"set{s}"
         if (out / "ckpt.pt").is_file():  # finished runs are only re-evaluated; interrupted ones continue
             argv = ["--resume", "--out", str(out)]
         else:

@@ -332,7 +332,8 @@ RANGES = {  # key: (what the error says, test); a list's every value must pass
     "test.batch_size": _at_least(1),
 }
 FRACTIONAL = {"train.warmup_epochs"}  # DEFAULTS writes 0, but a fraction of an epoch is meant too
-RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "splits": None}  # set by train.py
+RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "splits": None,
+            "data_fingerprint": None}  # set by train.py
 KINDS = {bool: ("true or false", "true or false"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 import evaluate
 from conftest import one_line_error, tiny_cfg
+from data.video import DecodeError
 from models import build_model, list_models
 from models import clip as mc
 from models import weights
@@ -378,4 +379,74 @@ def test_the_demo_does_not_call_a_setting_error_a_decode_failure(one_video, sett
     cfg["input"].update(setting)
     with pytest.raises(BaseException) as e:  # SystemExit included: its own message, or the error itself
         evaluate.read_clip(one_video, cfg)
-    assert "cannot decode" not in str(e.value) and not isinstance(e.value, evaluate.DecodeError)
+    assert "cannot decode" not in str(e.value) and not isinstance(e.value, DecodeError)
+
+
+# ---------------------------------------------------------------------------------------------
+# a run on other data than it was trained on: refused, or a note where --splits names the folder
+
+
+def syn_folder(folder, version=3, rows=2):
+    """A prepared Syn-TA folder of a generated video root (its manifest; no videos needed) -> splits dir."""
+    import json
+
+    from data.hierarchy import load_hierarchy
+    from data.splits import SPLITS, Video, write_dataset
+
+    synta = load_hierarchy("synta")
+    (folder / "synta_manifest.json").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "synta_manifest.json").write_text(json.dumps({"generator": "data.synta", "options": {"version": version, "seed": 0}}))
+    lists = {name: [Video(f"{c.source}_id_{i}.mp4", c.coarse_id, c.fine_id, c.set)
+                    for c in synta.fine_classes(int(name[-1]))[:rows] for i in ((1, 2) if name.startswith("train") else (31,))]
+             for name in SPLITS}
+    write_dataset(folder / "splits", "synta", folder, lists, {})
+    return folder / "splits"
+
+
+def run_config(splits, fingerprint=None):
+    from models import load_recipe
+
+    cfg = load_recipe("i3d_small", "synta", tiny=True)
+    cfg.update(dataset="synta", task="coarse", train_set=1, splits=str(splits))
+    return {**cfg, "data_fingerprint": fingerprint} if fingerprint else cfg
+
+
+def test_a_run_records_its_data_and_is_not_scored_on_other_data_silently(tmp_path, capsys):
+    splits = syn_folder(tmp_path / "synta")
+    cfg = run_config(splits)
+    evaluate.resolve_data(cfg)
+    recorded = cfg["data_fingerprint"]
+    assert evaluate.resolve_data(run_config(splits, recorded)) == (splits, tmp_path / "synta")
+    for change, other in (("videos rendered again", lambda: syn_folder(tmp_path / "synta", version=4)),
+                          ("split lists", lambda: syn_folder(tmp_path / "synta", rows=1))):
+        other()
+        with pytest.raises(SystemExit) as e:
+            evaluate.resolve_data(run_config(splits, recorded), source="run/ckpt.pt")
+        one_line_error(e, "run/ckpt.pt was trained on other data", f"--splits {splits}")
+        evaluate.resolve_data(run_config(splits, recorded), splits=str(splits))  # named: goes on, with a note
+        assert "note: the run was trained on other data" in capsys.readouterr().err
+        syn_folder(tmp_path / "synta")
+        assert evaluate.resolve_data(run_config(splits, recorded)) == (splits, tmp_path / "synta")
+
+
+@pytest.mark.parametrize("rendered_again", [False, True])
+def test_the_main_job_does_not_score_its_old_runs_on_videos_rendered_again(tmp_path, monkeypatch, rendered_again):
+    import data.synta
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data.synta, "generate", lambda *args, **kwargs: None)  # the cache below is what it left
+    cache = tmp_path / "cache" / "synta_small_coupled"
+    splits = syn_folder(cache)
+    cfg = run_config(splits)
+    evaluate.resolve_data(cfg)
+    (tmp_path / "runs" / "main_job_coupled" / "set1").mkdir(parents=True)
+    torch.save({"config": cfg, "model": {}}, tmp_path / "runs" / "main_job_coupled" / "set1" / "ckpt.pt")
+    if rendered_again:
+        syn_folder(cache, version=4)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--workers", "0"])
+    if rendered_again:
+        one_line_error(e, "runs/main_job_coupled/set1 was trained on other videos", "delete runs/main_job_coupled", "--out DIR")
+    else:  # the same data: the run is taken up (this one is not complete enough to go further)
+        one_line_error(e, "has no 'optimizer' entry")
