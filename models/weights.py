@@ -237,23 +237,34 @@ class _ArchiveUnpickler(_weights_only_unpickler.Unpickler):
             super()._check_append_target(list_obj)
 
 
+def _same(value, type_tag=None):
+    return value
+
+
+# What TorchScript's pickler writes around typed lists and dicts (torch/jit/_pickle.py): each gives its value back.
+_SCRIPT_HELPERS = {f"torch.jit._pickle.{name}": _same for name in (
+    "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "build_tensor_from_id", "restore_type_tag")}
+
+
 def _read_archive(path: Path, what: str, script: bool) -> tuple:
     """A zip archive of torch.save or torch.jit.save (`<name>/data.pkl`, `<name>/data/<key>`, and for
     TorchScript `<name>/code/`) -> (object, names of the globals replaced by stand-ins). Its data.pkl
     goes through _ArchiveUnpickler with an _Opaque stand-in for every global torch's weights_only
-    loader does not allow; in a TorchScript archive (`script`) those may only be its own classes
-    (`__torch__.*`), and the object returned is the state dict torch.jit.load(...).state_dict() gives."""
+    loader does not allow (but TorchScript's list and dict helpers); in a TorchScript archive (`script`)
+    those may only be its own classes (`__torch__.*`), and the object returned is the state dict
+    torch.jit.load(...).state_dict() gives."""
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
-        found = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(found) != 1:
+        data = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(data) != 1:
             raise SystemExit(f"error: cannot read {what} {path}: a zip archive of PyTorch has one <name>/data.pkl, "
-                             f"this one has {len(found) or 'none'}; expected a PyTorch checkpoint or a TorchScript archive")
-        prefix = found[0][: -len("data.pkl")]
+                             f"this one has {len(data) or 'none'}; expected a PyTorch checkpoint or a TorchScript archive")
+        prefix = data[0][: -len("data.pkl")]
         if prefix + "byteorder" in names and archive.read(prefix + "byteorder").decode(errors="replace") != sys.byteorder:
             raise SystemExit(f"error: cannot read {what} {path}: it was saved on a machine of another byte order")
-        allowed = _weights_only_unpickler._get_allowed_globals()
-        others = sorted(_weights_only_unpickler.get_globals_in_pkl(io.BytesIO(archive.read(found[0]))) - set(allowed))
+        found = _weights_only_unpickler.get_globals_in_pkl(io.BytesIO(archive.read(data[0])))
+        helpers = sorted(found & set(_SCRIPT_HELPERS))
+        others = sorted(found - set(_weights_only_unpickler._get_allowed_globals()) - set(helpers))
         if script:
             foreign = [n for n in others if not n.startswith("__torch__.")]
             if foreign:
@@ -261,6 +272,7 @@ def _read_archive(path: Path, what: str, script: bool) -> tuple:
                                  f"{short_list(foreign)}, which no weights need; it was not read (nothing in it was run)")
             modules = _script_modules(archive, prefix)
         stand_ins = [(type(n.rsplit(".", 1)[-1], (_Opaque,), {"qualified_name": n}), n) for n in others]
+        stand_ins += [(_SCRIPT_HELPERS[n], n) for n in helpers]
         with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
             warnings.simplefilter("ignore")  # the pickle protocol note and TypedStorage's deprecation
             obj = _ArchiveUnpickler(archive, prefix).load()

@@ -10,7 +10,7 @@ import types
 import warnings
 import zipfile
 from collections import OrderedDict
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 import torch
@@ -41,9 +41,12 @@ class Block(nn.Module):
         self.register_buffer("count", torch.tensor(5))
         self.register_buffer("scratch", torch.zeros(2), persistent=False)  # TorchScript keeps it as a buffer
         self.mask = torch.ones(3)  # a plain tensor attribute: not in the state dict
+        self.sizes: List[int] = [1, 2]  # typed lists and dicts: pickled through torch.jit._pickle's helpers
+        self.table: Dict[str, float] = {"a": 1.0}
+        self.extras: List[torch.Tensor] = [torch.ones(1)]
 
     def forward(self, x):
-        return self.proj(self.lin(x)) * self.mask
+        return self.proj(self.lin(x)) * self.mask + self.sizes[0] + self.table["a"] + self.extras[0]
 
 
 class Net(nn.Module):
@@ -125,6 +128,8 @@ def test_a_torchscript_archive_reads_to_the_state_dict_torch_jit_load_gives(made
         assert torch.equal(got[k], v) and not got[k].requires_grad, k
     if name == "net":
         assert "blocks.0.scratch" in got and "blocks.0.mask" not in got and "blocks.0.proj.bias" not in got
+        pickled_data = zipfile.ZipFile(path).read("net/data.pkl")
+        assert b"build_intlist" in pickled_data and b"restore_type_tag" in pickled_data  # TorchScript's list/dict helpers
 
 
 def test_torch_jit_load_runs_the_crafted_archive_and_the_reader_does_not(made, written):
@@ -291,19 +296,19 @@ HOSTILE = {
     "data.pkl in pickle protocol 5": lambda made, ran: (
         craft_archive(made, pickle.dumps({"w": 1}, protocol=5), template="net"), ["cannot read"]),
     "storage record missing": lambda made, ran: (
-        craft_archive(made, {"w": tensor(Storage("7"))}, template="net"), ["data/7"]),
+        craft_archive(made, {"w": tensor(Storage("99"))}, template="net"), ["data/99"]),
     "storage record shorter than its tensors": lambda made, ran: (
-        craft_archive(made, {"w": tensor(Storage("7"))}, records={"data/7": b"\0" * 3}, template="net"), ["holds 3 bytes", "need 16"]),
+        craft_archive(made, {"w": tensor(Storage("99"))}, records={"data/99": b"\0" * 3}, template="net"), ["holds 3 bytes", "need 16"]),
     "tensor beyond its storage": lambda made, ran: (
-        craft_archive(made, script_object(scale=tensor(Storage("7"), size=(1000,))), records={"data/7": b"\0" * 16}, template="net"),
+        craft_archive(made, script_object(scale=tensor(Storage("99"), size=(1000,))), records={"data/99": b"\0" * 16}, template="net"),
         ["not resizable"]),
     "tensor beyond its empty storage": lambda made, ran: (
-        craft_archive(made, script_object(scale=tensor(Storage("7", numel=0), size=(1000,))), records={"data/7": b""},
+        craft_archive(made, script_object(scale=tensor(Storage("99", numel=0), size=(1000,))), records={"data/99": b""},
                       template="net"), ["beyond its empty storage"]),
     "storage of a negative size": lambda made, ran: (
-        craft_archive(made, {"w": tensor(Storage("7", numel=-1))}, template="net"), ["storage reference"]),
+        craft_archive(made, {"w": tensor(Storage("99", numel=-1))}, template="net"), ["storage reference"]),
     "storage reference that is not a storage": lambda made, ran: (
-        craft_archive(made, {"w": tensor(Storage("7", kind="FloatStorage"))}, records={"data/7": b"\0" * 16}, template="net"),
+        craft_archive(made, {"w": tensor(Storage("99", kind="FloatStorage"))}, records={"data/99": b"\0" * 16}, template="net"),
         ["no tensor type"]),
     "TorchScript module that contains itself": lambda made, ran: (
         craft_archive(made, self_containing(), template="net"), ["RecursionError"]),
