@@ -3,7 +3,8 @@
 Shared by every model file: released checkpoints come as TorchScript archives (OpenAI CLIP), torch.save
 containers ({'model_state': ...}, {'state_dict': ...}, {'model': ...}) or plain state dicts, with or
 without a DDP `module.` prefix; read_checkpoint reads them all, training checkpoints that pickle
-config objects too (without running their code). load_checked copies one into a module by name and refuses anything
+config objects too, and runs nothing a file holds: no torch.jit.load, no torch.load(weights_only=False),
+only torch's weights_only unpickler. load_checked copies one into a module by name and refuses anything
 that does not fit, with a one-line error that lists what is missing, unexpected or of another shape.
 
 CLIP weights: `load_clip_state_dict(spec)` with spec a model name (downloaded once into $MT_CACHE/clip,
