@@ -583,7 +583,8 @@ def format_study_table(records: list) -> str:
             if r["difference"]:
                 rows.append(("ours-paper", r["difference"], "{:+16.2f}", "", None))
             for i, (kind, values, cell, note, _) in enumerate(rows):
-                lines.append(f"{record_name(r) if i == 0 else '':{width}}{kind:11}" + "".join(cell.format(values[k]) for k in COLUMNS) + note)
+                cells = (cell.format(round(values[k], 2) + 0.0 if isinstance(values[k], float) else values[k]) for k in COLUMNS)  # no "-0.00"
+                lines.append(f"{record_name(r) if i == 0 else '':{width}}{kind:11}" + "".join(cells) + note)
     return "\n".join(lines[1:])
 
 
@@ -640,7 +641,7 @@ def plot_known_unknown(points: list, path, title: str = None) -> None:
     palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]  # tab20: its dark colours first, then the light ones
     colour = {label: palette(i % 10 if palette.N == 10 else (2 * i) % 20 + (i // 10) % 2) for i, label in enumerate(labels)}
     marker = {s: "osD^vPX*"[i % 8] for i, s in enumerate(series)}
-    fig = Figure(figsize=(4 * len(groups) + 2.5, 4.4), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * len(groups), 7), 4.6 + 0.16 * len(labels + series) / 4), layout="constrained")
     for ax, group in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups):
         ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, ls="--")
         for hm in (20, 40, 60, 80):
@@ -663,7 +664,7 @@ def plot_known_unknown(points: list, path, title: str = None) -> None:
     handles = [Line2D([], [], color=colour[label], marker="o", ls="", label=label) for label in labels]
     handles += [Line2D([], [], color="0.3", marker=marker[s], mfc="0.3" if s == series[0] else "none", ls="", label=s)
                 for s in series if s]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.1)
@@ -682,7 +683,7 @@ def study_table(args) -> list:
     if args.csv:
         write_table_csv(records, args.csv)
     if args.plot:
-        plot_known_unknown(table_points(records), args.plot, title=f"Known vs Unknown top-1: the runs under {args.table} and the official tables")
+        plot_known_unknown(table_points(records), args.plot, title=f"Known vs Unknown top-1 (%): the runs in {args.table} and the official tables")
     return records
 
 
