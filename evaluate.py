@@ -4,6 +4,11 @@
     python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt runs/vit_synta_coarse_set2/ckpt.pt --json results.json
     python evaluate.py --ckpt runs/xclip_synta_{coarse,fine}_set{1,2}/ckpt.pt      # coarse and fine tables
 
+Every finished run under a folder, in the official table layout beside the published numbers
+(docs/published_results.csv), with 95 % bootstrap intervals (see study_table()):
+
+    python evaluate.py --table runs --csv study.csv --json study.json --plot study.png
+
 One video, any class names (text models; see demo()):
 
     python evaluate.py --video clip.mp4 --classes "punching bag,punching person" --model vificlip --pretrained ViT-B/16

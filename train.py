@@ -5,6 +5,8 @@
     torchrun --nproc_per_node 8 train.py --model timesformer --data k400ta
     python train.py --resume --out runs/vit_synta_coarse_set1        # after an interruption
     python train.py                                                  # the main job (below)
+    python train.py --model xclip --data k400ta --train-set both --task both      # a grid: 4 runs (see grid)
+    python train.py --model x3d,i3d --data synta,k400ta --train-set both --print-commands 8   # torchrun lines
 
 The main job, `python train.py` with no model or dataset: Syn-TA's small profile is generated once
 (cache/synta_small_<appearance>, from data/synta.py), a small 3D CNN (models/i3d_small.yaml) is trained
