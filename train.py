@@ -63,8 +63,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help=f"one of: {', '.join(list_models())}; several separated by commas run a grid")
     p.add_argument("--data", help=f"one of: {', '.join(DATASETS)}; several separated by commas run a grid")
-    p.add_argument("--train-set", type=lambda v: v if v == "both" else int(v), choices=[1, 2, "both"],
-                   help="the set trained on (default 1); both: a run on each")
+    p.add_argument("--train-set", choices=["1", "2", "both"], help="the set trained on (default 1); both: a run on each")
     p.add_argument("--task", choices=["coarse", "fine", "both"], help="default coarse; both: the fine task too (text models)")
     p.add_argument("--splits", help="prepared split folder (default: splits/<data>)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
@@ -89,7 +88,12 @@ def parse_args(argv=None):
     p.add_argument("--log-every", type=int, default=10, help="optimizer steps between log lines")
     p.add_argument("--appearance", choices=["coupled", "shared"],
                    help="main job only: Syn-TA appearance (default coupled: set-specific shapes and backgrounds, as the benchmark)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.train_set in ("1", "2"):
+        args.train_set = int(args.train_set)
+    if args.print_commands is not None and args.print_commands < 1:
+        raise SystemExit(f"error: --print-commands GPUS is the number of processes per run, at least 1; got {args.print_commands}")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,8 +248,7 @@ class Progress:
 
 def main(argv=None):
     args = parse_args(argv)
-    grid_asked = args.print_commands is not None or "both" in (args.train_set, args.task) or "," in f"{args.model}{args.data}"
-    if grid_asked:
+    if args.print_commands is not None or "both" in (args.train_set, args.task) or "," in f"{args.model or ''}{args.data or ''}":
         return grid(args)
     if not (args.model or args.data or args.resume):
         check_flags(args)
@@ -348,16 +351,14 @@ def launch(runs: list, args) -> list:
     """`runs`: (output folder, flags of a new run). A finished run (results.json) is skipped, an interrupted
     one (ckpt.pt) resumed, after checking that it was made with the settings asked for now; the rest start.
     One after another here, or one torchrun line each with --print-commands. -> the runs' results"""
-    plan = []
+    runtime, plan = given_flags(args, RUNTIME_FLAGS), []
     for out, argv in runs:  # every run checked before the first starts
-        argv = [*argv, "--out", str(out), *given_flags(args, RUNTIME_FLAGS)]
+        argv = [*argv, "--out", str(out), *runtime]
         cfg = make_config(parse_args(argv))
         if (out / "ckpt.pt").is_file():
             check_same_settings(cfg, load_checkpoint(out / "ckpt.pt", mmap=True)["config"], out)
-        if (out / "results.json").is_file():
-            plan.append((out, None))
-        else:
-            plan.append((out, ["--resume", "--out", str(out), *given_flags(args, RUNTIME_FLAGS)] if (out / "ckpt.pt").is_file() else argv))
+            argv = ["--resume", "--out", str(out), *runtime]
+        plan.append((out, None if (out / "results.json").is_file() else argv))
     if args.print_commands is not None:
         for _, argv in plan:
             if argv:
@@ -368,15 +369,21 @@ def launch(runs: list, args) -> list:
     return [read_result(out / "results.json") if argv is None else run(parse_args(argv)) for out, argv in plan]
 
 
+def flat_settings(cfg: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1e-4, ...}, ...} -> {"train.lr": 1e-4, ...}"""
+    flat = {}
+    for key, value in cfg.items():
+        flat.update(flat_settings(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
 def check_same_settings(cfg: dict, saved: dict, out: Path) -> None:
-    """A run found in `out` continues or counts only if it was made with the settings asked for now."""
-    def flat(d, prefix=""):
-        return {k: v for key, value in d.items() for k, v in (flat(value, f"{prefix}{key}.").items() if isinstance(value, dict)
-                                                                else [(f"{prefix}{key}", value)])}
-    new, old = flat(cfg), flat(saved)
-    differ = sorted(k for k in set(new) | set(old) if k not in ("splits", "train.workers") and new.get(k) != old.get(k))
+    """A run found in `out` continues or counts only if it was made with the settings asked for now (a
+    setting its checkpoint lacks was added to the code later and takes its default there)."""
+    new, old = flat_settings(cfg), flat_settings(saved)
+    differ = [k for k in sorted(old) if k not in ("splits", "train.workers") and new.get(k) != old[k]]
     if differ:
-        raise SystemExit(f"error: {out} holds a run with {differ[0]}={old.get(differ[0])!r}, this command asks for "
+        raise SystemExit(f"error: {out} holds a run with {differ[0]}={old[differ[0]]!r}, this command asks for "
                          f"{new.get(differ[0])!r}; give another --out, or move that run away")
 
 
