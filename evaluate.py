@@ -155,13 +155,13 @@ def bootstrap_intervals(directions: list, resamples: int = BOOTSTRAP["resamples"
     for split in ("val_set1", "val_set2"):
         scored = [d["predictions"][split] for d in directions]
         index = sorted(set().union(*(p["index"] for p in scored)))
+        if not index:  # no video scored (every one failed to decode): no interval
+            accuracy.update({(d["train_set"], split): np.full(resamples, np.nan) for d in directions})
+            continue
         position = {i: k for k, i in enumerate(index)}
         states = np.full((len(directions), len(index)), 2)  # 0 wrong, 1 right, 2 not scored (failed to decode)
         for row, p in zip(states, scored):
             row[[position[i] for i in p["index"]]] = np.equal(p["label"], p["pred"])
-        if not index:  # no video scored (every one failed to decode): no interval
-            accuracy.update({(d["train_set"], split): np.full(resamples, np.nan) for d in directions})
-            continue
         kinds, counts = np.unique(states, axis=1, return_counts=True)
         drawn = rng.multinomial(len(index), counts / len(index), size=resamples)  # [resamples, kinds]
         with np.errstate(invalid="ignore", divide="ignore"):
