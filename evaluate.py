@@ -4,6 +4,11 @@
     python evaluate.py --ckpt runs/vit_synta_coarse_set1/ckpt.pt runs/vit_synta_coarse_set2/ckpt.pt --json results.json
     python evaluate.py --ckpt runs/xclip_synta_{coarse,fine}_set{1,2}/ckpt.pt      # coarse and fine tables
 
+Every finished run under a folder, in the official table layout beside the published numbers
+(docs/published_results.csv), with 95 % bootstrap intervals (see study_table()):
+
+    python evaluate.py --table runs --csv study.csv --json study.json --plot study.png
+
 One video, any class names (text models; see demo()):
 
     python evaluate.py --video clip.mp4 --classes "punching bag,punching person" --model vificlip --pretrained ViT-B/16
@@ -20,9 +25,11 @@ helpers, the prediction loop and the metrics.
 """
 import argparse
 import contextlib
+import csv
 import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -31,6 +38,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -132,6 +140,52 @@ def average_directions(directions: list) -> dict:
     return avg
 
 
+BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 95}
+
+
+def bootstrap_intervals(directions: list, resamples: int = BOOTSTRAP["resamples"], seed: int = BOOTSTRAP["seed"]) -> dict:
+    """95 % percentile intervals of top-1 Known, Unknown, D_abs, HM and HM of the means, averaged over
+    `directions` (results of one model, dataset and task holding "predictions"), from resampling each
+    val split's videos with replacement.
+
+    Every direction is scored on the same two val splits, so one resample of a split serves them all:
+    the intervals of D_abs and HM keep the correlation between the directions' errors on a video.
+    Drawing n videos with replacement only changes how many videos of each kind the sample holds (kind:
+    right, wrong or not scored, per direction), so a resample is one multinomial draw over the kinds:
+    the same distribution as resampling the videos, at a cost that does not grow with n."""
+    rng = np.random.default_rng(seed)
+    accuracy = {}  # (train_set, split) -> top-1 of every resample
+    for split in ("val_set1", "val_set2"):
+        scored = [d["predictions"][split] for d in directions]
+        index = sorted(set().union(*(p["index"] for p in scored)))
+        if not index:  # no video scored (every one failed to decode): no interval
+            accuracy.update({(d["train_set"], split): np.full(resamples, np.nan) for d in directions})
+            continue
+        position = {i: k for k, i in enumerate(index)}
+        states = np.full((len(directions), len(index)), 2)  # 0 wrong, 1 right, 2 not scored (failed to decode)
+        for row, p in zip(states, scored):
+            row[[position[i] for i in p["index"]]] = np.equal(p["label"], p["pred"])
+        kinds, counts = np.unique(states, axis=1, return_counts=True)
+        drawn = rng.multinomial(len(index), counts / len(index), size=resamples)  # [resamples, kinds]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for d, state in zip(directions, kinds):
+                accuracy[d["train_set"], split] = 100.0 * (drawn @ (state == 1)) / (drawn @ (state != 2))
+    pairs = [(accuracy[s, f"val_set{s}"], accuracy[s, f"val_set{3 - s}"]) for s in (d["train_set"] for d in directions)]
+    known, unknown = np.mean([k for k, _ in pairs], 0), np.mean([u for _, u in pairs], 0)
+
+    def hm(k, u):  # harmonic_mean of every resample
+        return np.divide(2 * k * u, k + u, out=np.where(np.isnan(k + u), np.nan, 0.0), where=k + u > 0)
+
+    def interval(v):  # a resample that drew no scored video has no accuracy: left out
+        v = v[~np.isnan(v)]
+        tail = (100 - BOOTSTRAP["level"]) / 2
+        return [float(x) for x in np.percentile(v, [tail, 100 - tail])] if len(v) else [float("nan")] * 2
+
+    values = {"known": known, "unknown": unknown, "d_abs": known - unknown,
+              "hm": np.mean([hm(k, u) for k, u in pairs], 0), "hm_of_means": hm(known, unknown)}
+    return {**BOOTSTRAP, "resamples": resamples, "seed": seed, **{k: interval(v) for k, v in values.items()}}
+
+
 # ---------------------------------------------------------------------------------------------
 # prediction
 
@@ -184,6 +238,8 @@ def evaluate_split(model, cfg, split, videos, video_root, label, class_names, de
         "failed_to_decode": int(failed.sum()),
         "top1": top1(pred[ok], labels[ok]),
         "mean_class": mean_class_accuracy(pred[ok], labels[ok]),
+        # per scored video: its row in the split's list, its label and the top-1 class (bootstrap, paired tests)
+        "predictions": {"index": torch.arange(len(ok))[ok].tolist(), "label": labels[ok].tolist(), "pred": pred[ok].tolist()},
     }
 
 
@@ -199,10 +255,24 @@ def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world
     )
     result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}
     result["views"] = f"{cfg['test']['clips']}x{cfg['test']['crops']}"
+    result["predictions"] = {part["split"]: part.pop("predictions") for part in (known, unknown)}
     result["known"], result["unknown"] = known, unknown
     result["top1"] = direction_metrics(known["top1"], unknown["top1"])
     result["mean_class"] = direction_metrics(known["mean_class"], unknown["mean_class"])
+    result["bootstrap"] = bootstrap_intervals([result])  # of the top-1 numbers
     return result
+
+
+def results_json(value, pad: str = "") -> str:
+    """JSON as json.dumps(indent=1) writes it, but every list of plain values on one line: a run's
+    per-video predictions (tens of thousands of numbers) stay one line each."""
+    inner = pad + " "
+    if isinstance(value, dict) and value:
+        items = (f"{inner}{json.dumps(str(k))}: {results_json(v, inner)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(inner + results_json(v, inner) for v in value) + f"\n{pad}]"
+    return json.dumps(value, separators=(", ", ": "))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +503,228 @@ def demo(args) -> dict:
             "probs": [probs[i].item() for i in order]}
 
 
+# ---------------------------------------------------------------------------------------------
+# the study's table: every finished run under a folder, beside the published numbers (--table)
+
+PUBLISHED = Path(__file__).resolve().parent / "docs" / "published_results.csv"
+DATASET_NAMES = {"synta": "Syn-TA", "k400ta": "K400-TA", "ssv2ta": "SSv2-TA"}
+COLUMNS = ("known", "unknown", "d_abs", "hm")
+
+
+def read_published(path=PUBLISHED) -> dict:
+    """The official result tables, transcribed once into docs/published_results.csv (its `source` column
+    names where from) -> {(task, model, dataset): row with the numbers as floats}, in the official order."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(r["table"], r["model"], r["dataset"]): {**r, **{k: float(r[k]) for k in COLUMNS}} for r in csv.DictReader(f)}
+
+
+def read_result(path: Path) -> dict:
+    """A finished run's results.json (train.py writes it at the end of a run), checked: anything else is a
+    one-line error naming the file."""
+    again = f"write it again with python train.py --resume --out {path.parent}, or move it out of the folder"
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: {path} is not readable JSON ({type(e).__name__}: {first_line(e)}); {again}") from None
+    if not isinstance(r, dict) or any(k not in r for k in ("model", "dataset", "task", "train_set", "top1")):
+        raise SystemExit(f"error: {path} is not a run's results.json (it needs model, dataset, task, train_set and top1); {again}")
+    numbers = r["top1"] if isinstance(r["top1"], dict) else {}
+    if r["train_set"] not in (1, 2) or not all(isinstance(numbers.get(k), (int, float)) for k in COLUMNS):
+        raise SystemExit(f"error: {path}: train_set must be 1 or 2 and top1 hold {', '.join(COLUMNS)} as numbers; {again}")
+    for split, p in (r.get("predictions") or {}).items():
+        if not (isinstance(p, dict) and all(isinstance(p.get(k), list) for k in ("index", "label", "pred"))
+                and len(p["index"]) == len(p["label"]) == len(p["pred"])):
+            raise SystemExit(f"error: {path}: predictions.{split} must hold the lists index, label and pred of one length; {again}")
+    return r
+
+
+def collect_runs(folder) -> dict:
+    """Every results.json under `folder`, grouped by (task, dataset, model, run): `run` is the run's folder
+    without its training set (runs/x3d_synta_coarse_set1 -> x3d_synta_coarse, runs/main_job_shared/set2 ->
+    main_job_shared), so the two directions of one run meet and different runs of one model stay apart.
+    -> {(task, dataset, model, run): {train_set: result}}"""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"error: --table {folder}: not a folder; give the folder that holds the runs, e.g. runs")
+    files = sorted(folder.rglob("results.json"))
+    if not files:
+        raise SystemExit(f"error: no results.json under {folder}; a run writes it when it finishes (python train.py ...)")
+    groups = {}
+    for path in files:
+        r = {**read_result(path), "file": str(path)}
+        run = re.sub(r"(^|[_/])set[12]$", "", path.parent.relative_to(folder).as_posix())
+        group = groups.setdefault((r["task"], r["dataset"], r["model"], run), {})
+        if r["train_set"] in group:
+            raise SystemExit(f"error: {group[r['train_set']]['file']} and {path} are both runs of {r['model']} on {r['dataset']} "
+                             f"({r['task']} task) trained on set {r['train_set']}; keep one run per set in a folder")
+        group[r["train_set"]] = r
+    return groups
+
+
+def table_records(groups: dict, published: dict) -> list:
+    """One record per group of runs, and one per published model of a task and dataset that has runs:
+    the directions (with 95 % bootstrap intervals where the predictions are stored), their average where
+    both directions are there (an incomplete group is not averaged), the published numbers, ours minus them."""
+    records = []
+    for (task, dataset, model, run), by_set in groups.items():
+        directions = [by_set[s] for s in sorted(by_set)]
+        average = average_directions([d["top1"] for d in directions]) if len(directions) == 2 else None
+        paper = published.get((task, model, dataset))
+        records.append({
+            "task": task, "dataset": dataset, "model": model, "run": run, "complete": average is not None,
+            "directions": [{"train_set": d["train_set"], "file": d["file"], "top1": {k: d["top1"][k] for k in COLUMNS},
+                            "interval": bootstrap_intervals([d]) if "predictions" in d else None} for d in directions],
+            "average": average,
+            "interval": bootstrap_intervals(directions) if average and all("predictions" in d for d in directions) else None,
+            "paper": paper and {k: paper[k] for k in ("name", *COLUMNS, "source")},
+            "difference": {k: average[k] - paper[k] for k in COLUMNS} if average and paper else None,
+        })
+    blocks, ran = {(r["task"], r["dataset"]) for r in records}, {(r["task"], r["model"], r["dataset"]) for r in records}
+    for (task, model, dataset), paper in published.items():
+        if (task, dataset) in blocks and (task, model, dataset) not in ran:
+            records.append({"task": task, "dataset": dataset, "model": model, "run": None, "complete": False, "directions": [],
+                            "average": None, "interval": None, "paper": {k: paper[k] for k in ("name", *COLUMNS, "source")},
+                            "difference": None})
+    tasks, models = ["coarse", "fine"], list(dict.fromkeys(model for _, model, _ in published))
+    records.sort(key=lambda r: (tasks.index(r["task"]) if r["task"] in tasks else 2, r["task"],
+                                DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else 3, r["dataset"],
+                                models.index(r["model"]) if r["model"] in models else len(models), r["model"], r["run"] or ""))
+    return records
+
+
+def record_name(r: dict) -> str:
+    """The model, and the run's folder where it is not the default one (several runs of a model)."""
+    plain = r["run"] in (None, "", ".", f"{r['model']}_{r['dataset']}_{r['task']}")
+    return r["model"] if plain else f"{r['model']} ({r['run']})"
+
+
+def format_study_table(records: list) -> str:
+    """The official layout, a block per task and dataset: ours (the mean of the two directions, or the one
+    direction of an incomplete group, marked), its 95 % bootstrap interval, the published numbers, ours minus them."""
+    width = max(len(record_name(r)) for r in records) + 2
+    lines = []
+    for (task, dataset), block in itertools.groupby(records, key=lambda r: (r["task"], r["dataset"])):
+        lines += ["", f"{task} task | {DATASET_NAMES.get(dataset, dataset)} | top-1 %; ours: the mean of the two directions "
+                      f"and its 95 % bootstrap interval over videos; paper: the official tables",
+                  f"{'':{width + 11}}" + "".join(f"{c:>16}" for c in ("Known", "Unknown", "D_abs", "HM"))]
+        for r in block:
+            rows = []
+            if r["complete"]:
+                rows.append(("ours", r["average"], "{:16.2f}", "", r["interval"]))
+            for d in r["directions"] if not r["complete"] else []:
+                s = d["train_set"]
+                rows.append((f"set {s}->{3 - s}", d["top1"], "{:16.2f}", f"   incomplete: trained on set {s} only, not averaged", d["interval"]))
+            if rows and rows[0][4]:
+                rows.insert(1, ("95 % CI", {k: "[{:.2f}, {:.2f}]".format(*rows[0][4][k]) for k in COLUMNS}, "{:>16}", "", None))
+            if r["paper"]:
+                rows.append(("paper", r["paper"], "{:16.2f}", "", None))
+            if r["difference"]:
+                rows.append(("ours-paper", r["difference"], "{:+16.2f}", "", None))
+            for i, (kind, values, cell, note, _) in enumerate(rows):
+                cells = (cell.format(round(values[k], 2) + 0.0 if isinstance(values[k], float) else values[k]) for k in COLUMNS)  # no "-0.00"
+                lines.append(f"{record_name(r) if i == 0 else '':{width}}{kind:11}" + "".join(cells) + note)
+    return "\n".join(lines[1:])
+
+
+def write_table_csv(records: list, path) -> None:
+    """Every number of the table, a row per direction, average, published row and difference."""
+    columns = ["task", "dataset", "model", "run", "complete", "row", *COLUMNS, "hm_of_means",
+               *(f"{k}_{end}" for k in (*COLUMNS, "hm_of_means") for end in ("low", "high")), "source"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.DictWriter(f, columns, lineterminator="\n")
+        out.writeheader()
+        for r in records:
+            rows = [(f"set{d['train_set']}->{3 - d['train_set']}", d["top1"], d["interval"], d["file"]) for d in r["directions"]]
+            rows += [("average", r["average"], r["interval"], "")] if r["average"] else []
+            rows += [("paper", r["paper"], None, r["paper"]["source"])] if r["paper"] else []
+            rows += [("ours-paper", r["difference"], None, "")] if r["difference"] else []
+            for row, values, interval, source in rows:
+                ends = {f"{k}_{end}": v for k, pair in (interval or {}).items() if k in (*COLUMNS, "hm_of_means")
+                        for end, v in zip(("low", "high"), pair)}
+                numbers = {k: round(values[k], 4) for k in (*COLUMNS, "hm_of_means") if k in values}
+                out.writerow({"task": r["task"], "dataset": r["dataset"], "model": r["model"], "run": r["run"] or "",
+                              "complete": r["complete"] if r["directions"] else "", "row": row, **numbers,
+                              **{k: round(v, 4) for k, v in ends.items()}, "source": source})
+
+
+def table_points(records: list) -> list:
+    """The points of plot_known_unknown: ours (with intervals) and the published numbers, a panel per dataset and task."""
+    ours, paper = [], []
+    for r in records:
+        group = f"{DATASET_NAMES.get(r['dataset'], r['dataset'])}, {r['task']} task"
+        runs = [(r["average"], r["interval"], "ours: mean of the two directions")] if r["complete"] else \
+            [(d["top1"], d["interval"], "ours: one direction only (incomplete)") for d in r["directions"]]
+        for values, interval, series in runs:
+            ours.append({"label": record_name(r), "group": group, "series": series, "known": values["known"], "unknown": values["unknown"],
+                         **({"known_ci": interval["known"], "unknown_ci": interval["unknown"]} if interval else {})})
+        if r["paper"]:
+            paper.append({"label": r["model"], "group": group, "series": "paper (official tables)",
+                          "known": r["paper"]["known"], "unknown": r["paper"]["unknown"]})
+    return ours + paper  # ours first: filled markers
+
+
+def plot_known_unknown(points: list, path, title: str = None) -> None:
+    """Known (x) against Unknown (y) accuracy in %, a panel per point["group"] (in order of appearance), a
+    colour per point["label"], a marker per point["series"] (the first filled, the others hollow), error
+    bars from the optional point["known_ci"] / point["unknown_ci"] ([low, high]); the points of one label in
+    a panel are joined by a thin line. In grey: the diagonal Known = Unknown and the curves HM = 20, 40, 60, 80."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+    except ImportError:
+        raise SystemExit("error: plotting needs matplotlib; pip install matplotlib") from None
+    groups, labels = list(dict.fromkeys(p["group"] for p in points)), list(dict.fromkeys(p["label"] for p in points))
+    series = list(dict.fromkeys(p.get("series", "") for p in points))
+    palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]  # tab20: its dark colours first, then the light ones
+    colour = {label: palette(i % 10 if palette.N == 10 else (2 * i) % 20 + (i // 10) % 2) for i, label in enumerate(labels)}
+    marker = {s: "osD^vPX*"[i % 8] for i, s in enumerate(series)}
+    fig = Figure(figsize=(max(4.2 * len(groups), 7), 4.6 + 0.16 * len(labels + series) / 4), layout="constrained")
+    for ax, group in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups):
+        ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, ls="--")
+        for hm in (20, 40, 60, 80):
+            known = np.linspace(hm / 2 + 0.01, 100, 400)
+            unknown = hm * known / (2 * known - hm)
+            ax.plot(known[unknown <= 100], unknown[unknown <= 100], color="0.8", lw=0.8)
+            ax.text(99, hm * 100 / (200 - hm), f"HM {hm}", fontsize=7, color="0.5", ha="right", va="bottom")
+        mine = [p for p in points if p["group"] == group]
+        for label in labels:
+            joined = [p for p in mine if p["label"] == label]
+            if len(joined) > 1:
+                ax.plot([p["known"] for p in joined], [p["unknown"] for p in joined], color=colour[label], lw=0.7, alpha=0.6)
+        for p in mine:
+            errors = [[[max(0.0, p[k] - p[f"{k}_ci"][0])], [max(0.0, p[f"{k}_ci"][1] - p[k])]] if f"{k}_ci" in p else None
+                      for k in ("known", "unknown")]
+            filled = p.get("series", "") == series[0]
+            ax.errorbar(p["known"], p["unknown"], xerr=errors[0], yerr=errors[1], fmt=marker[p.get("series", "")],
+                        color=colour[p["label"]], mfc=colour[p["label"]] if filled else "none", ms=6, elinewidth=0.8, capsize=2, clip_on=False)
+        ax.set(xlim=(0, 100), ylim=(0, 100), aspect="equal", title=group, xlabel="Known top-1 (%)", ylabel="Unknown top-1 (%)")
+    handles = [Line2D([], [], color=colour[label], marker="o", ls="", label=label) for label in labels]
+    handles += [Line2D([], [], color="0.3", marker=marker[s], mfc="0.3" if s == series[0] else "none", ls="", label=s)
+                for s in series if s]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.1)
+
+
+def study_table(args) -> list:
+    """--table DIR: print the table of every finished run under DIR; --json, --csv, --plot write it."""
+    stray = [f"--{k.replace('_', '-')}" for k in ("ckpt", "video", "views", "splits", "root", "batch_size", "workers", "device")
+             if getattr(args, k) is not None]
+    if stray:
+        raise SystemExit(f"error: {stray[0]} evaluates checkpoints; --table only reads the results.json of finished runs")
+    records = table_records(collect_runs(args.table), read_published())
+    print(format_study_table(records))
+    if args.json:
+        Path(args.json).write_text(results_json(records) + "\n")
+    if args.csv:
+        write_table_csv(records, args.csv)
+    if args.plot:
+        plot_known_unknown(table_points(records), args.plot, title=f"Known vs Unknown top-1 (%): the runs in {args.table} and the official tables")
+    return records
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", nargs="+", help="checkpoints; one per training set gives the two-direction average")
@@ -444,6 +736,12 @@ def main(argv=None):
     p.add_argument("--backend", default="decord", choices=["decord", "pyav"])
     p.add_argument("--device")
     p.add_argument("--json", help="write every number to this file")
+    table = p.add_argument_group("the study's table")
+    table.add_argument("--table", metavar="DIR", help="collect every finished run (results.json) under DIR: the official "
+                       "table layout, a 95%% bootstrap interval per number, the published numbers and ours minus them")
+    table.add_argument("--csv", help="write every number of --table to this CSV file")
+    table.add_argument("--plot", help="draw --table's Known vs Unknown to this .png (.pdf, .svg): a panel per dataset and "
+                       "task, the published points beside ours, the HM iso-curves (needs matplotlib)")
     demo_args = p.add_argument_group("one video (demo)")
     demo_args.add_argument("--video", help="rank class names for this video instead of evaluating val sets")
     demo_args.add_argument("--classes", help='class names separated by commas, e.g. "punching bag,punching person"')
@@ -456,16 +754,27 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.top is not None and args.top < 1:
         raise SystemExit(f"error: --top must be at least 1, got {args.top}")
+    for flag in ("json", "csv", "plot"):
+        path = getattr(args, flag)
+        if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
+            raise SystemExit(f"error: --{flag} {path}: give a file in an existing folder")
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise SystemExit(f"error: --plot {args.plot}: give a .png, .pdf or .svg file")
+    stray = [f"--{k}" for k in ("classes", "model", "pretrained", "data", "top") if getattr(args, k)]
+    stray += ["--tiny"] * args.tiny + ["--set"] * bool(args.set)
+    if args.table:
+        if stray:
+            raise SystemExit(f"error: {stray[0]} belongs to the one-video demo, not to --table")
+        return study_table(args)
+    if args.csv or args.plot:
+        raise SystemExit(f"error: --{'csv' if args.csv else 'plot'} writes the study table; add --table DIR (the folder of the runs)")
     if args.video:
         return demo(args)
     if not args.ckpt:
-        raise SystemExit("error: give --ckpt CHECKPOINT [...] to evaluate, or --video FILE to classify one video")
-    stray = [f"--{k}" for k in ("classes", "model", "pretrained", "data", "top") if getattr(args, k)]
-    stray += ["--tiny"] * args.tiny + ["--set"] * bool(args.set)
+        raise SystemExit("error: give --ckpt CHECKPOINT [...] to evaluate, --table DIR to tabulate finished runs, "
+                         "or --video FILE to classify one video")
     if stray:
         raise SystemExit(f"error: {stray[0]} belongs to the one-video demo; add --video FILE")
-    if args.json and (Path(args.json).is_dir() or not Path(args.json).resolve().parent.is_dir()):
-        raise SystemExit(f"error: --json {args.json}: give a file in an existing folder")
 
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)
@@ -484,7 +793,7 @@ def main(argv=None):
             print(format_direction(result) + "\n")
     summary = {"directions": results, "averages": average_runs(results, rank)}
     if args.json and rank == 0:
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+        Path(args.json).write_text(results_json(summary) + "\n")
     if world > 1:
         dist.destroy_process_group()
     return summary

@@ -5,6 +5,8 @@
     torchrun --nproc_per_node 8 train.py --model timesformer --data k400ta
     python train.py --resume --out runs/vit_synta_coarse_set1        # after an interruption
     python train.py                                                  # the main job (below)
+    python train.py --model xclip --data k400ta --train-set both --task both      # a grid: 4 runs (see grid)
+    python train.py --model x3d,i3d --data synta,k400ta --train-set both --print-commands 8   # torchrun lines
 
 The main job, `python train.py` with no model or dataset: Syn-TA's small profile is generated once
 (cache/synta_small_<appearance>, from data/synta.py), a small 3D CNN (models/i3d_small.yaml) is trained
@@ -23,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -39,10 +42,10 @@ import torch.nn.functional as F
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import TrainSampler, VideoDataset, flip_allowed, make_loader
 from evaluate import (
-    autocast, average_directions, evaluate_direction, first_line, format_average, format_direction, git_commit,
-    init_distributed, load_checkpoint, load_model_state, pick_device, read_splits, resolve_data, unwrap,
+    autocast, average_directions, average_runs, evaluate_direction, first_line, format_average, format_direction, git_commit,
+    init_distributed, load_checkpoint, load_model_state, pick_device, read_result, read_splits, resolve_data, results_json, unwrap,
 )
-from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
+from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, model_class, parse_override
 
 FLAG_OVERRIDES = {  # flag -> recipe key
     "frames": ("input", "frames"),
@@ -58,13 +61,16 @@ FLAG_OVERRIDES = {  # flag -> recipe key
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help=f"one of: {', '.join(list_models())}")
-    p.add_argument("--data", help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--train-set", type=int, choices=[1, 2], help="the set trained on (default 1)")
-    p.add_argument("--task", choices=["coarse", "fine"], help="default coarse")
+    p.add_argument("--model", help=f"one of: {', '.join(list_models())}; several separated by commas run a grid")
+    p.add_argument("--data", help=f"one of: {', '.join(DATASETS)}; several separated by commas run a grid")
+    p.add_argument("--train-set", choices=["1", "2", "both"], help="the set trained on (default 1); both: a run on each")
+    p.add_argument("--task", choices=["coarse", "fine", "both"], help="default coarse; both: the fine task too (text models)")
     p.add_argument("--splits", help="prepared split folder (default: splits/<data>)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
-    p.add_argument("--out", help="output folder (default: runs/<model>_<data>_<task>_set<N>)")
+    p.add_argument("--out", help="output folder (default: runs/<model>_<data>_<task>_set<N>; of a grid: the folder of its runs, default runs)")
+    p.add_argument("--print-commands", nargs="?", type=int, const=1, metavar="GPUS",
+                   help="print the grid as one torchrun line per run (GPUS processes each, default 1) for a scheduler "
+                        "instead of running it: --resume where a run was interrupted, nothing for a finished one")
     p.add_argument("--resume", nargs="?", const=True, help="continue the run in --out (or this checkpoint)")
     p.add_argument("--tiny", action="store_true", help="the recipe's CPU-sized variant (tests, smoke runs)")
     p.add_argument("--frames", type=int)
@@ -82,7 +88,12 @@ def parse_args(argv=None):
     p.add_argument("--log-every", type=int, default=10, help="optimizer steps between log lines")
     p.add_argument("--appearance", choices=["coupled", "shared"],
                    help="main job only: Syn-TA appearance (default coupled: set-specific shapes and backgrounds, as the benchmark)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.train_set in ("1", "2"):
+        args.train_set = int(args.train_set)
+    if args.print_commands is not None and args.print_commands < 1:
+        raise SystemExit(f"error: --print-commands GPUS is the number of processes per run, at least 1; got {args.print_commands}")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +248,8 @@ class Progress:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.print_commands is not None or "both" in (args.train_set, args.task) or "," in f"{args.model or ''}{args.data or ''}":
+        return grid(args)
     if not (args.model or args.data or args.resume):
         check_flags(args)
         return main_job(args)
@@ -287,20 +300,97 @@ def main_job(args) -> dict:
             raise SystemExit(f"error: {ckpt.parent} was trained on other videos than {root} holds now (it was rendered "
                              f"again, by another generator version or options); delete {runs} to train on these, or keep "
                              f"it and write the new runs elsewhere: python train.py --out DIR")
-    directions = []
-    for s in (1, 2):
-        out = runs / f"set{s}"
-        if (out / "ckpt.pt").is_file():  # finished runs are only re-evaluated; interrupted ones continue
-            argv = ["--resume", "--out", str(out)]
-        else:
-            argv = ["--model", MAIN_JOB_MODEL, "--data", "synta", "--splits", str(splits), "--train-set", str(s), "--out", str(out)]
-            argv += ["--tiny"] if args.tiny else []
-        argv += ["--workers", str(args.workers)] if args.workers is not None else []
-        argv += ["--device", args.device] if args.device else []
-        directions.append(run(parse_args(argv + ["--backend", args.backend, "--log-every", str(args.log_every)])))
+    directions = launch([(runs / f"set{s}", ["--model", MAIN_JOB_MODEL, "--data", "synta", "--splits", str(splits),
+                                              "--train-set", str(s), *["--tiny"] * args.tiny]) for s in (1, 2)], args)
     summary = {"directions": directions, "average": average_directions([d["top1"] for d in directions])}
     print("\n" + format_average(directions, summary["average"]))
     return summary
+
+
+SETTING_FLAGS = [*(k for k in FLAG_OVERRIDES if k != "workers"), "tiny", "compile", "set"]  # a new run's settings
+RUNTIME_FLAGS = ["workers", "splits", "root", "backend", "device", "log_every"]  # flags a resumed run takes too
+
+
+def grid(args) -> list:
+    """One run per model x dataset x task x training set (several --model or --data, --train-set both,
+    --task both), each in <out>/<model>_<data>_<task>_set<N> (--out: default runs): run one after another
+    here, or printed as torchrun lines (--print-commands); then the two-direction tables."""
+    if args.resume or not (args.model and args.data):
+        raise SystemExit("error: a grid (several --model or --data, --train-set both, --task both, --print-commands) needs "
+                         "--model and --data, and resumes interrupted runs itself (leave out --resume)")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise SystemExit("error: a grid runs its runs one after another in one process; for several GPUs per run, "
+                         "print them with --print-commands GPUS and start each line (or a scheduler array job)")
+    check_flags(args)
+    models = [check_model(m) for m in args.model.split(",")]
+    datasets = [check_dataset(d) for d in args.data.split(",")]
+    if len(datasets) > 1 and (args.splits or args.root):
+        raise SystemExit("error: --splits and --root name one dataset's folders; give one --data with them")
+    sets = (1, 2) if args.train_set == "both" else (args.train_set or 1,)
+    runs = []
+    for model in models:
+        tasks = ("coarse", "fine") if args.task == "both" else (args.task or "coarse",)
+        if "fine" in tasks and not hasattr(model_class(load_recipe(model)), "set_class_names"):
+            if args.task == "fine":
+                raise SystemExit(f"error: the fine task needs a text model; {model} is a classifier with fixed classes")
+            print(f"note: {model} is a classifier: the coarse task only (the fine task needs a text model)", file=sys.stderr)
+            tasks = ("coarse",)
+        runs += [(Path(args.out or "runs") / f"{model}_{data}_{task}_set{s}",
+                  ["--model", model, "--data", data, "--task", task, "--train-set", str(s), *given_flags(args, SETTING_FLAGS)])
+                 for data in datasets for task in tasks for s in sets]
+    results = launch(runs, args)
+    average_runs(results)
+    return results
+
+
+def given_flags(args, names: list) -> list:
+    """The command-line flags `names` as given (those left at their defaults are left out)."""
+    defaults, argv = vars(parse_args([])), []
+    for name in names:
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if value != defaults[name]:
+            argv += [flag] if value is True else [x for v in value for x in (flag, v)] if isinstance(value, list) else [flag, str(value)]
+    return argv
+
+
+def launch(runs: list, args) -> list:
+    """`runs`: (output folder, flags of a new run). A finished run (results.json) is skipped, an interrupted
+    one (ckpt.pt) resumed, after checking that it was made with the settings asked for now; the rest start.
+    One after another here, or one torchrun line each with --print-commands. -> the runs' results"""
+    runtime, plan = given_flags(args, RUNTIME_FLAGS), []
+    for out, argv in runs:  # every run checked before the first starts
+        argv = [*argv, "--out", str(out), *runtime]
+        cfg = make_config(parse_args(argv))
+        if (out / "ckpt.pt").is_file():
+            check_same_settings(cfg, load_checkpoint(out / "ckpt.pt", mmap=True)["config"], out)
+            argv = ["--resume", "--out", str(out), *runtime]
+        plan.append((out, None if (out / "results.json").is_file() else argv))
+    if args.print_commands is not None:
+        for _, argv in plan:
+            if argv:
+                print(shlex.join(["torchrun", "--standalone", "--nproc_per_node", str(args.print_commands), "train.py", *argv]))
+        done = sum(argv is None for _, argv in plan)
+        print(f"{len(plan) - done} run(s) to do, {done} finished", file=sys.stderr)
+        return []
+    return [read_result(out / "results.json") if argv is None else run(parse_args(argv)) for out, argv in plan]
+
+
+def flat_settings(cfg: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1e-4, ...}, ...} -> {"train.lr": 1e-4, ...}"""
+    flat = {}
+    for key, value in cfg.items():
+        flat.update(flat_settings(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def check_same_settings(cfg: dict, saved: dict, out: Path) -> None:
+    """A run found in `out` continues or counts only if it was made with the settings asked for now (a
+    setting its checkpoint lacks was added to the code later and takes its default there)."""
+    new, old = flat_settings(cfg), flat_settings(saved)
+    differ = [k for k in sorted(old) if k not in ("splits", "train.workers", "data_fingerprint") and new.get(k) != old[k]]
+    if differ:
+        raise SystemExit(f"error: {out} holds a run with {differ[0]}={old[differ[0]]!r}, this command asks for "
+                         f"{new.get(differ[0])!r}; give another --out, or move that run away")
 
 
 def run(args) -> dict:
@@ -625,8 +715,8 @@ def final_evaluation(state: Run) -> dict:
     result["checkpoint"] = str(state.out / "ckpt.pt")
     result["train_decode_failures"] = state.decode_failures
     if state.is_main:
-        state.log({"type": "eval", **result})
-        (state.out / "results.json").write_text(json.dumps(result, indent=1))
+        state.log({"type": "eval", **{k: v for k, v in result.items() if k != "predictions"}})
+        (state.out / "results.json").write_text(results_json(result) + "\n")
         print("\n" + format_direction(result))
         print(f"videos that failed to decode during training: {state.decode_failures}")
     return result
