@@ -20,6 +20,7 @@ final_evaluation. Another script can call these with its own model, labels and l
 """
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -151,15 +152,23 @@ def mix_batch(clips, labels, num_classes: int, tc: dict, rng):
     return clips, lam * one_hot + (1 - lam) * one_hot.flip(0)
 
 
-def compute_loss(model, clips, labels, label_smoothing: float = 0.0):
-    """Cross-entropy of the model's logits (labels: class ids or soft targets) plus any loss the model
-    adds itself -> (loss, logits)."""
-    out = model(clips)
-    logits = out["logits"] if isinstance(out, dict) else out
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-    if isinstance(out, dict) and "aux_loss" in out:
-        loss = loss + out["aux_loss"]
-    return loss, logits
+def compute_loss(model, clips, labels, label_smoothing: float = 0.0, num_classes: int = None):
+    """The training loss -> (loss, logits). labels: class ids [B] or soft targets [B, K]. A model with
+    an objective of its own (its forward takes `targets`, see models/__init__.py) returns
+    {"logits", "loss"}, label smoothing reaching it as soft targets over num_classes; any other
+    model is trained with the cross-entropy of its logits."""
+    if has_objective(model):
+        if label_smoothing:
+            soft = labels if labels.ndim == 2 else F.one_hot(labels, num_classes).float()
+            labels = soft * (1 - label_smoothing) + label_smoothing / soft.shape[1]
+        out = model(clips, targets=labels)
+        return out["loss"], out["logits"]
+    logits = model(clips)
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing), logits
+
+
+def has_objective(model) -> bool:
+    return "targets" in inspect.signature(unwrap(model).forward).parameters
 
 
 def optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
@@ -396,7 +405,8 @@ def setup(args, make_model=None, label=None) -> Run:
     flip = all(flip_allowed(cfg["dataset"], kind) for kind in (("coarse", "fine") if label == "both" else (label,)))
     dataset = VideoDataset(videos[train_split], video_root, label, cfg, train=True, seed=tc["seed"], backend=args.backend, flip=flip)
     state = Run(cfg=cfg, out=out, device=device, rank=rank, world=world, model=model, train_model=model, optimizer=optimizer,
-                scheduler=scheduler, scaler=scaler, loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"]),
+                scheduler=scheduler, scaler=scaler,
+                loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"], num_classes=len(class_names)),
                 dataset=dataset, sampler=sampler, val_videos={k: videos[k] for k in ("val_set1", "val_set2")},
                 video_root=video_root, num_classes=len(class_names), micro_batch=micro_batch,
                 workers=min(tc["workers"], os.cpu_count() or 1), backend=args.backend, log_every=args.log_every)

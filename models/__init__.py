@@ -24,12 +24,17 @@ cfg["model"] to go on.
 The module build_model returns follows one contract:
 
   * forward(clips) takes a uint8 clip batch [B, T, 3, H, W] (RGB, 0-255) and returns the class
-    logits [B, len(class_names)], or a dict {"logits": ..., "aux_loss": scalar} in training when
-    the model adds a loss of its own (EZ-CLIP's motion term, FROSTER's distillation). Normalisation
-    with the model's own mean/std happens inside, on the device.
+    logits [B, len(class_names)]. Normalisation with the model's own mean/std happens inside, on the
+    device. train.py trains these logits with cross-entropy.
+  * a model with a training objective of its own (ActionCLIP's and EZ-CLIP's in-batch video-text
+    losses, EZ-CLIP's motion term, FROSTER's distillation) has forward(clips, targets=None): in
+    training, given targets (class ids [B], or soft targets [B, K] from mixup / cutmix / label
+    smoothing), it returns {"logits": [B, K], "loss": scalar}, its whole training loss, and
+    train.py adds nothing (compute_loss); without targets, or in evaluation, the logits as above.
+    Its build_model refuses the train settings its objective cannot use (one line).
   * forward_features(clips) -> z [B, num_features]: the pooled video representation before the
     classifier or the text matching, and forward_head(z) -> logits (timm's names), with
-    forward(clips) == forward_head(forward_features(clips)) (plus the aux-loss dict where there is one).
+    forward(clips) == forward_head(forward_features(clips)).
   * text models also score z against any list of class names: class_logits(z, names) (the text
     features of each label space are cached while the text tower cannot change), and switch their own
     label space with set_class_names(names) (the fine task's unknown set). X-CLIP's text prompts depend

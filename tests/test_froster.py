@@ -183,25 +183,27 @@ def test_teacher_is_frozen_unsaved_and_outside_the_optimizer():
 
 
 def test_distillation_term():
-    """At initialisation student and teacher share every weight and the projectors are the identity:
-    the text term is exactly zero; the video term is not, because the student's attention already
-    looks at the neighbouring frames. It is 2.0 x the squared distance of the unit video features."""
+    """The loss is the soft cross-entropy plus the distillation. At initialisation student and teacher
+    share every weight and the projectors are the identity: the text term is exactly zero; the video
+    term is not, because the student's attention already looks at the neighbouring frames. It is 2.0 x
+    the squared distance of the unit video features."""
     model = tiny_model().train()
-    clip_batch = random_clips()
-    out = model(clip_batch)
+    clip_batch, targets = random_clips(), torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])  # soft (mixup) targets
+    out = model(clip_batch, targets=targets)
     with torch.no_grad():
         assert model.distance(model.projector_t, model.class_features(), model.teacher_class_features()).item() == 0.0
         v = F.normalize(model.encode_video(clip_batch), dim=-1)
         u = F.normalize(model.encode_video(clip_batch, teacher=True), dim=-1)
-        want = 2.0 * (v - u).pow(2).sum(-1).mean()
-    assert out["aux_loss"].item() == pytest.approx(want.item(), rel=1e-5) and want > 0
+        distillation = 2.0 * (v - u).pow(2).sum(-1).mean()
+        soft_ce = -(targets * out["logits"].log_softmax(-1)).sum(-1).mean()
+    assert out["loss"].item() == pytest.approx((soft_ce + distillation).item(), rel=1e-5) and distillation > 0
     scale = model.model.logit_scale.exp()
     torch.testing.assert_close(out["logits"], scale * model.encode_video(clip_batch) @ model.class_features().t())
     # the loss trains the projectors and both student towers, never the teacher
-    out["aux_loss"].backward()
+    out["loss"].backward()
     assert model.projector_v[2].weight.grad.abs().sum() > 0
     assert model.model.visual.conv1.weight.grad.abs().sum() > 0
-    assert model.model.token_embedding.weight.grad.abs().sum() == 0  # the text term is at its minimum at init
+    assert model.projector_t[2].weight.grad.abs().sum() == 0  # the text term is at its minimum at init
     model.eval()
     assert isinstance(model(clip_batch), torch.Tensor)
 
@@ -210,11 +212,12 @@ def test_frozen_text_option_caches_text_and_drops_the_text_term():
     model = tiny_model(train_text=False).train()
     assert not model.projector_t[0].weight.requires_grad
     assert model.class_features() is model.class_features()
-    out = model(random_clips())
+    out = model(random_clips(), targets=torch.tensor([0, 1]))
     with torch.no_grad():
         v = F.normalize(model.encode_video(random_clips()), dim=-1)
         u = F.normalize(model.encode_video(random_clips(), teacher=True), dim=-1)
-    assert out["aux_loss"].item() == pytest.approx(2.0 * (v - u).pow(2).sum(-1).mean().item(), rel=1e-5)
+        ce = F.cross_entropy(out["logits"], torch.tensor([0, 1]))
+    assert out["loss"].item() == pytest.approx((ce + 2.0 * (v - u).pow(2).sum(-1).mean()).item(), rel=1e-5)
 
 
 def test_recipe():
@@ -276,9 +279,9 @@ def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
     model = tiny_model().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(random_clips())
-    assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
-    out["aux_loss"].backward()
+        out = model(random_clips(), targets=torch.tensor([0, 1]))
+    assert out["logits"].dtype == torch.float32 and out["loss"].dtype == torch.float32
+    out["loss"].backward()
     assert model.projector_v[2].weight.grad.dtype == torch.float32
     with torch.no_grad():
         model.eval()
