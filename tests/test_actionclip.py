@@ -269,3 +269,34 @@ def test_in_batch_objectives_refuse_soft_targets():
     with pytest.raises(SystemExit) as e:
         build_model(tiny_cfg("actionclip", loss="nll"), CLASSES)
     one_line_error(e, "model.loss must be infonce, kl or ce")
+
+
+def gather_worker(rank: int, folder: str) -> None:
+    """One of two processes holding half of the batch of test_in_batch_losses_see_the_batch_of_every_process."""
+    import torch.distributed as dist
+
+    torch.manual_seed(0)
+    video, text = F.normalize(torch.randn(6, 8), dim=-1), F.normalize(torch.randn(6, 8), dim=-1)
+    labels, half = torch.tensor([0, 1, 0, 2, 1, 0]), slice(3 * rank, 3 * rank + 3)
+    whole = {}
+    for kind in ("kl", "infonce"):  # one process, the whole batch
+        whole[kind] = [t.clone().requires_grad_() for t in (video, text)]
+        whole[kind].append(ct.in_batch_loss(*whole[kind], labels, 14.0, kind))
+        whole[kind][-1].backward()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    try:
+        for kind in ("kl", "infonce"):
+            mine = [t[half].clone().requires_grad_() for t in (video, text)]
+            loss = ct.in_batch_loss(*mine, labels[half], 14.0, kind)
+            loss.backward()
+            assert loss.item() == pytest.approx(whole[kind][-1].item(), rel=1e-6)
+            for local, full in zip(mine, whole[kind]):  # summed over the 2 processes' identical losses; DDP then averages
+                torch.testing.assert_close(local.grad, 2 * full.grad[half])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_in_batch_losses_see_the_batch_of_every_process(tmp_path):
+    """With several processes, each one's loss is the whole batch's (ActionCLIP and EZ-CLIP ran one
+    process on the whole batch; the port gathers), with the gradient of the whole batch's loss."""
+    torch.multiprocessing.start_processes(gather_worker, args=(str(tmp_path),), nprocs=2, start_method="fork")
