@@ -116,6 +116,7 @@ DEFAULTS = {
         "workers": 8,
         "seed": 0,
         "compile": False,
+        "weight_averaging": 0,  # N: evaluate the mean of the weights after epochs N, N+1, ... (1-based); 0: the last
     },
     "test": {
         "clips": 1,  # temporal views
@@ -332,6 +333,7 @@ RANGES = {  # key: (what the error says, test); a list's every value must pass
     "train.mix_switch_prob": _from_to(0, 1),
     "train.workers": _at_least(0),
     "train.seed": _from_to(0, 2**32 - 1),  # numpy's generators take no negative seed
+    "train.weight_averaging": _at_least(0),
     "test.clips": _at_least(1),
     "test.short_side": _at_least(1),
     "test.batch_size": _at_least(1),
@@ -425,4 +427,7 @@ def check_config(cfg: dict, source: str = None) -> dict:
              "raise test.short_side or lower input.size")
     if train["min_lr"] > train["lr"]:
         fail(f"train.min_lr {train['min_lr']} is above train.lr {train['lr']}")
+    if train["weight_averaging"] > train["epochs"]:
+        fail(f"train.weight_averaging {train['weight_averaging']} starts the weight average after the last epoch "
+             f"(train.epochs {train['epochs']}); set it to at most {train['epochs']}, or 0 for none")
     return cfg

@@ -58,8 +58,11 @@ or a FROSTER release inside PySlowFast's {'model_state': ...}: the per-epoch tra
 raw_model.*) or the weight-averaged file (`model.*` and the projectors only; the teacher comes from
 `model.teacher`, logged). Our state dict is exactly the averaged file's 306 keys.
 
-Deviations from the published method: no weight averaging over epochs (it needs a per-epoch hook in
-train.py); weight decay spares 1-D tensors (the harness's rule); the projector activation (GELU)
+Weight averaging: FROSTER evaluates the average of the weights of its epochs (Open-VCLIP's
+weight_average_tool.py: the checkpoints of epochs 2 to 22, 1-based); the recipe's
+train.weight_averaging does it in train.py, and evaluation uses the averaged weights.
+
+Deviations from the published method: weight decay spares 1-D tensors (the harness's rule); the projector activation (GELU)
 and the exact distance are not in the release and are our reading of the paper; the projectors
 only serve the loss, so released weights evaluate identically whatever they are.
 """

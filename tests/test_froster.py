@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
-                      release_layout, tiny_cfg, train_args)
+from conftest import (build_unloaded, interrupt_after_step, one_line_error, perturb, quiet, random_clips, release_layout,
+                      tiny_cfg, train_args)
 import evaluate
 import train
 from models import load_recipe
@@ -270,10 +270,35 @@ def test_evaluation_needs_no_teacher_weights(synta_tiny, tmp_path, monkeypatch):
     assert summary["directions"][0]["top1"] == result["top1"]
 
 
-def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
-    """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
+def test_resumed_run_rebuilds_the_teacher_keeps_the_weight_average_and_evaluates_it(synta_tiny, tmp_path, monkeypatch):
+    """The teacher is not in ckpt.pt: a resumed run rebuilds it. Ctrl-C in the last step of epoch 1
+    stops the run after its end-of-epoch work (the weight average) and checkpoint; resumed, it ends
+    bit-identical to an uninterrupted run, weight average included, and both evaluate the average of
+    the two epochs' weights (the tiny recipe averages from epoch 1)."""
     _, splits = synta_tiny
-    check_resume_matches_uninterrupted(splits, tmp_path, "froster", monkeypatch)
+    evaluated, evaluate_direction = [], train.evaluate_direction
+
+    def record(model, *args, **kwargs):
+        evaluated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return evaluate_direction(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_direction", record)
+    full = train.main(train_args(splits, tmp_path / "full", "froster", "--epochs", "2"))
+    with monkeypatch.context() as m, pytest.raises(SystemExit) as stop:
+        interrupt_after_step(m, 9)  # the last of epoch 1's 9 steps
+        train.main(train_args(splits, tmp_path / "cut", "froster", "--epochs", "2"))
+    assert stop.value.code == 130
+    cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    assert (cut["epoch"], cut["step_in_epoch"], cut["weight_average"]["epochs"]) == (1, 0, 1)
+    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"]
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in ("full", "cut"))
+    assert a["weight_average"]["epochs"] == b["weight_average"]["epochs"] == 2
+    for weights in (lambda c: c["model"], lambda c: c["weight_average"]["model"]):
+        assert all(torch.equal(weights(a)[k], weights(b)[k]) for k in weights(a))
+    average = a["weight_average"]["model"]
+    assert len(evaluated) == 2 and all(all(torch.equal(e[k], average[k]) for k in average) for e in evaluated)
+    assert any(not torch.equal(a["model"][k], average[k]) for k in average)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
