@@ -15,8 +15,9 @@ flags and --set KEY=VALUE override them. Each epoch writes <out>/ckpt.pt atomica
 one at the next step and stops; --resume continues exactly where it stopped.
 
 A run is run(args) = setup (settings, split files, model, optimizer, resumed state: every check
-before any video is read) -> fit (train_one_epoch per epoch, a checkpoint after each) ->
-final_evaluation. Another script can call these with its own model, labels and loss (see setup).
+before any video is read) -> fit (train_one_epoch per epoch, then end_of_epoch and a checkpoint)
+-> final_evaluation (with the averaged weights where train.weight_averaging is on). Another
+script can call these with its own model, labels and loss (see setup).
 """
 import argparse
 import contextlib
@@ -585,7 +586,10 @@ def update_weight_average(state: Run) -> None:
     with torch.no_grad():
         for k, v in weights.items():
             mean = average["model"][k]
-            mean.add_((v - mean) / n) if mean.is_floating_point() else mean.copy_(v)
+            if mean.is_floating_point():
+                mean.add_((v - mean) / n)
+            else:
+                mean.copy_(v)
     state.weight_average = average
 
 

@@ -231,6 +231,7 @@ def test_in_batch_losses_match_a_literal_reading():
 
 def test_training_objectives_match_each_clip_with_its_class_in_its_template():
     model = tiny("actionclip", CLASSES).train()
+    assert model.loss == "infonce"  # the study's: the mmaction2 port's
     video = torch.randint(0, 256, (5, 4, 3, 32, 32), dtype=torch.uint8)
     targets = torch.tensor([2, 0, 2, 1, 0])
     torch.manual_seed(3)

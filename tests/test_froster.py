@@ -231,6 +231,7 @@ def test_recipe():
         assert cfg["input"]["sampling"] == sampling and cfg["test"]["clips"] == clips
         assert cfg["model"]["distillation_ratio"] == 2.0 and cfg["model"]["teacher"] == "ViT-B/16"
     assert load_recipe("froster", "k400ta")["input"]["stride"] == 16
+    assert load_recipe("froster", "ssv2ta")["train"]["weight_averaging"] == 2  # FROSTER's weight_average_tool.py: from epoch 2
     names = {n for n, p in tiny_model().named_parameters() if p.requires_grad}
     assert tiny_model().no_weight_decay() <= names
 
