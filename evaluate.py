@@ -45,9 +45,9 @@ import torch.distributed as dist
 from data.augment import crop_views
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
-from data.splits import SPLITS, read_dataset
+from data.splits import SPLITS, read_dataset, read_dataset_info
 from data.video import DecodeError, open_video, sample_indices
-from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
+from models import DEFAULTS, apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
 from models.weights import load_checked, reason
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +331,32 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
         raise SystemExit(f"error: {path}: its config has no {missing[0]!r}, which train.py always writes")
     if ckpt["config"]["dataset"] not in DATASETS:
         raise SystemExit(f"error: {path}: its config names the dataset {ckpt['config']['dataset']!r}; known: {', '.join(DATASETS)}")
+    for section in ("input", "train", "test"):  # settings an older version did not write: their defaults, its behaviour
+        if isinstance(ckpt["config"].get(section), dict):
+            ckpt["config"][section] = {**DEFAULTS[section], **ckpt["config"][section]}
     check_config(ckpt["config"], source=str(path))
     return ckpt
+
+
+def weight_average_note(cfg: dict, average: dict, epochs_done) -> str:
+    """What a run that averages its weights (train.weight_averaging) is evaluated with, in words;
+    '' for a run that does not."""
+    first = cfg["train"]["weight_averaging"]
+    if not first:
+        return ""
+    if not average:
+        return f"its latest weights: the run averages them from epoch {first} on and stopped after epoch {epochs_done}"
+    return f"the average of its weights after epochs {first} to {first + average['epochs'] - 1} (train.weight_averaging)"
+
+
+def evaluation_weights(ckpt: dict, source) -> dict:
+    """The weights of a checkpoint that evaluation uses: the average of its epochs' weights where the
+    run averages them (train.weight_averaging, as FROSTER evaluates), else its latest ones."""
+    average = ckpt.get("weight_average") if ckpt["config"]["train"]["weight_averaging"] else None
+    note = weight_average_note(ckpt["config"], average, ckpt.get("epoch"))
+    if note:
+        print(f"{source}: evaluating {note}", file=sys.stderr)
+    return (average or ckpt)["model"]
 
 
 def build_without_weights(cfg: dict, class_names: list):
@@ -456,7 +480,7 @@ def demo(args) -> dict:
         cfg = ckpt["config"]
         own = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
         model = build_without_weights(cfg, own)
-        load_model_state(model, ckpt["model"], args.ckpt[0])
+        load_model_state(model, evaluation_weights(ckpt, args.ckpt[0]), args.ckpt[0])
         source = args.ckpt[0]
         if classes is not None and not hasattr(model, "set_class_names"):
             raise SystemExit(f"error: {source} is a {cfg['model_name']} classifier with {len(own)} fixed classes; "
@@ -784,7 +808,7 @@ def main(argv=None):
     for path, (ckpt, cfg, val_videos, video_root) in zip(args.ckpt, runs):
         names = load_hierarchy(cfg["dataset"]).class_names(cfg["task"], cfg["train_set"])
         model = build_without_weights(cfg, names)
-        load_model_state(model, ckpt["model"], path)
+        load_model_state(model, evaluation_weights(ckpt, path), path)
         model.to(device)
         result = evaluate_direction(model, cfg, val_videos, video_root, device, rank, world, args.backend, progress=True)
         result["checkpoint"] = str(path)

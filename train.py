@@ -17,11 +17,13 @@ flags and --set KEY=VALUE override them. Each epoch writes <out>/ckpt.pt atomica
 one at the next step and stops; --resume continues exactly where it stopped.
 
 A run is run(args) = setup (settings, split files, model, optimizer, resumed state: every check
-before any video is read) -> fit (train_one_epoch per epoch, a checkpoint after each) ->
-final_evaluation. Another script can call these with its own model, labels and loss (see setup).
+before any video is read) -> fit (train_one_epoch per epoch, then end_of_epoch and a checkpoint)
+-> final_evaluation (with the averaged weights where train.weight_averaging is on). Another
+script can call these with its own model, labels and loss (see setup).
 """
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -44,6 +46,7 @@ from data.loader import TrainSampler, VideoDataset, flip_allowed, make_loader
 from evaluate import (
     autocast, average_directions, average_runs, evaluate_direction, first_line, format_average, format_direction, git_commit,
     init_distributed, load_checkpoint, load_model_state, pick_device, read_result, read_splits, resolve_data, results_json, unwrap,
+    weight_average_note,
 )
 from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, model_class, parse_override
 
@@ -162,15 +165,23 @@ def mix_batch(clips, labels, num_classes: int, tc: dict, rng):
     return clips, lam * one_hot + (1 - lam) * one_hot.flip(0)
 
 
-def compute_loss(model, clips, labels, label_smoothing: float = 0.0):
-    """Cross-entropy of the model's logits (labels: class ids or soft targets) plus any loss the model
-    adds itself -> (loss, logits)."""
-    out = model(clips)
-    logits = out["logits"] if isinstance(out, dict) else out
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-    if isinstance(out, dict) and "aux_loss" in out:
-        loss = loss + out["aux_loss"]
-    return loss, logits
+def compute_loss(model, clips, labels, label_smoothing: float = 0.0, num_classes: int = None):
+    """The training loss -> (loss, logits). labels: class ids [B] or soft targets [B, K]. A model with
+    an objective of its own (its forward takes `targets`, see models/__init__.py) returns
+    {"logits", "loss"}, label smoothing reaching it as soft targets over num_classes; any other
+    model is trained with the cross-entropy of its logits."""
+    if has_objective(model):
+        if label_smoothing:
+            soft = labels if labels.ndim == 2 else F.one_hot(labels, num_classes).float()
+            labels = soft * (1 - label_smoothing) + label_smoothing / soft.shape[1]
+        out = model(clips, targets=labels)
+        return out["loss"], out["logits"]
+    logits = model(clips)
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing), logits
+
+
+def has_objective(model) -> bool:
+    return "targets" in inspect.signature(unwrap(model).forward).parameters
 
 
 def optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
@@ -435,6 +446,8 @@ class Run:
     start_step: int = 0
     decode_failures: int = 0
     stop_requested: bool = False
+    stop_at_epoch_end: bool = False  # every process agreed to stop once the epoch's end-of-epoch work is saved
+    weight_average: dict = None  # train.weight_averaging: {"epochs": n, "model": the mean of the n epochs' weights}
     log_file: object = None
 
     @property
@@ -455,7 +468,8 @@ class Run:
         if self.is_main:
             save_checkpoint(self.out / "ckpt.pt", model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
                             scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
-                            step_in_epoch=step_in_epoch, rng=rng_state(), config=self.cfg, git=git_commit())
+                            step_in_epoch=step_in_epoch, rng=rng_state(), config=self.cfg, git=git_commit(),
+                            weight_average=self.weight_average)
         if self.world > 1:
             dist.barrier()
 
@@ -494,7 +508,8 @@ def setup(args, make_model=None, label=None) -> Run:
     flip = all(flip_allowed(cfg["dataset"], kind) for kind in (("coarse", "fine") if label == "both" else (label,)))
     dataset = VideoDataset(videos[train_split], video_root, label, cfg, train=True, seed=tc["seed"], backend=args.backend, flip=flip)
     state = Run(cfg=cfg, out=out, device=device, rank=rank, world=world, model=model, train_model=model, optimizer=optimizer,
-                scheduler=scheduler, scaler=scaler, loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"]),
+                scheduler=scheduler, scaler=scaler,
+                loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"], num_classes=len(class_names)),
                 dataset=dataset, sampler=sampler, val_videos={k: videos[k] for k in ("val_set1", "val_set2")},
                 video_root=video_root, num_classes=len(class_names), micro_batch=micro_batch,
                 workers=min(tc["workers"], os.cpu_count() or 1), backend=args.backend, log_every=args.log_every)
@@ -587,6 +602,13 @@ def restore(state: Run, ckpt: dict, path: Path) -> None:
         raise SystemExit(f"error: {path}: its position (epoch {epoch!r}, step {step!r}) is outside this run's "
                          f"{state.cfg['train']['epochs']} epochs of {state.sampler.steps_per_epoch()} steps")
     state.start_epoch, state.start_step = epoch, step
+    average, first = ckpt.get("weight_average"), state.cfg["train"]["weight_averaging"]
+    averaged = max(0, epoch - first + 1) if first else 0
+    if (average or {}).get("epochs", 0) != averaged:
+        raise SystemExit(f"error: {path}: after {epoch} epochs it should hold the weight average of {averaged} "
+                         f"(train.weight_averaging {first}), it holds {(average or {}).get('epochs', 0)}; was the file edited?")
+    if average:
+        state.weight_average = {"epochs": averaged, "model": {k: v.to(state.device) for k, v in average["model"].items()}}
 
 
 def check_optimizer_state(optimizer, fresh_keys: list) -> None:
@@ -631,14 +653,42 @@ def fit(state: Run) -> None:
     with stop_on_signal(state):
         for epoch in range(state.start_epoch, tc["epochs"]):
             train_loss, train_top1 = train_one_epoch(state, epoch, progress)
+            end_of_epoch(state, epoch)
             state.save(epoch + 1, 0)
             state.log({"type": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_top1": round(train_top1, 2),
                        "decode_failures": state.decode_failures})
+            if state.stop_at_epoch_end:
+                stop(state, progress, epoch, steps)
     progress.close()
     if state.world > 1:
         counts = torch.tensor(float(state.decode_failures), device=state.device)
         dist.all_reduce(counts)
         state.decode_failures = int(counts.item())
+
+
+def end_of_epoch(state: Run, epoch: int) -> None:
+    """What is done to the weights after each epoch, before its checkpoint: the weight average."""
+    first = state.cfg["train"]["weight_averaging"]
+    if first and epoch + 1 >= first:
+        update_weight_average(state)
+
+
+def update_weight_average(state: Run) -> None:
+    """train.weight_averaging N: the mean of the weights at the end of epochs N, N+1, ... (1-based),
+    as Open-VCLIP's and FROSTER's weight_average_tool.py averages their epoch checkpoints (from
+    checkpoint_epoch_00002 there), kept as a running mean; every floating-point entry of the state
+    dict is averaged, the others (counters) are the latest."""
+    weights = unwrap(state.model).state_dict()
+    average = state.weight_average or {"epochs": 0, "model": {k: v.detach().clone() for k, v in weights.items()}}
+    n = average["epochs"] = average["epochs"] + 1
+    with torch.no_grad():
+        for k, v in weights.items():
+            mean = average["model"][k]
+            if mean.is_floating_point():
+                mean.add_((v - mean) / n)
+            else:
+                mean.copy_(v)
+    state.weight_average = average
 
 
 def train_one_epoch(state: Run, epoch: int, progress) -> tuple:
@@ -698,18 +748,31 @@ def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: f
     lr = state.optimizer.param_groups[0]["lr"]
     clips_per_s = progress.update(epoch * steps + step, epoch, state.cfg["train"]["epochs"], mean_loss, lr)
     state.log({"type": "step", "epoch": epoch, "step": step, "loss": round(mean_loss, 5), "lr": lr, "clips_per_s": round(clips_per_s, 2)})
-    if flags[1] > 0:
-        state.save(*((epoch + 1, 0) if step == steps else (epoch, step)))
-        progress.close()
-        if state.is_main:
-            print(f"stopped at epoch {epoch + 1} step {step}/{steps}; checkpoint {state.out / 'ckpt.pt'}. "
-                  f"Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
-        state.log({"type": "interrupted", "epoch": epoch, "step": step})
-        sys.exit(130)
+    if flags[1] > 0 and step == steps:  # fit stops after the end-of-epoch work and its checkpoint
+        state.stop_at_epoch_end = True
+    elif flags[1] > 0:
+        state.save(epoch, step)
+        stop(state, progress, epoch, step)
+
+
+def stop(state: Run, progress, epoch: int, step: int) -> None:
+    """The end of a run stopped by Ctrl-C or SIGTERM, its checkpoint written."""
+    progress.close()
+    if state.is_main:
+        print(f"stopped at epoch {epoch + 1} step {step}/{state.sampler.steps_per_epoch()}; checkpoint "
+              f"{state.out / 'ckpt.pt'}. Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
+    state.log({"type": "interrupted", "epoch": epoch, "step": step})
+    sys.exit(130)
 
 
 def final_evaluation(state: Run) -> dict:
-    """Known and Unknown on both val sets; results.json and the table (main process)."""
+    """Known and Unknown on both val sets, with the averaged weights where the run averages them
+    (train.weight_averaging); results.json and the table (main process)."""
+    note = weight_average_note(state.cfg, state.weight_average, state.cfg["train"]["epochs"])
+    if state.weight_average:
+        load_model_state(unwrap(state.model), state.weight_average["model"], "the weight average")
+    if note and state.is_main:
+        print(f"evaluating {note}", file=sys.stderr)
     result = evaluate_direction(state.model, state.cfg, state.val_videos, state.video_root, state.device, state.rank,
                                 state.world, state.backend, progress=state.is_main)
     result["checkpoint"] = str(state.out / "ckpt.pt")

@@ -24,12 +24,17 @@ cfg["model"] to go on.
 The module build_model returns follows one contract:
 
   * forward(clips) takes a uint8 clip batch [B, T, 3, H, W] (RGB, 0-255) and returns the class
-    logits [B, len(class_names)], or a dict {"logits": ..., "aux_loss": scalar} in training when
-    the model adds a loss of its own (EZ-CLIP's motion term, FROSTER's distillation). Normalisation
-    with the model's own mean/std happens inside, on the device.
+    logits [B, len(class_names)]. Normalisation with the model's own mean/std happens inside, on the
+    device. train.py trains these logits with cross-entropy.
+  * a model with a training objective of its own (ActionCLIP's and EZ-CLIP's in-batch video-text
+    losses, EZ-CLIP's motion term, FROSTER's distillation) has forward(clips, targets=None): in
+    training, given targets (class ids [B], or soft targets [B, K] from mixup / cutmix / label
+    smoothing), it returns {"logits": [B, K], "loss": scalar}, its whole training loss, and
+    train.py adds nothing (compute_loss); without targets, or in evaluation, the logits as above.
+    Its build_model refuses the train settings its objective cannot use (one line).
   * forward_features(clips) -> z [B, num_features]: the pooled video representation before the
     classifier or the text matching, and forward_head(z) -> logits (timm's names), with
-    forward(clips) == forward_head(forward_features(clips)) (plus the aux-loss dict where there is one).
+    forward(clips) == forward_head(forward_features(clips)).
   * text models also score z against any list of class names: class_logits(z, names) (the text
     features of each label space are cached while the text tower cannot change), and switch their own
     label space with set_class_names(names) (the fine task's unknown set). X-CLIP's text prompts depend
@@ -111,6 +116,7 @@ DEFAULTS = {
         "workers": 8,
         "seed": 0,
         "compile": False,
+        "weight_averaging": 0,  # N: evaluate the mean of the weights after epochs N, N+1, ... (1-based); 0: the last
     },
     "test": {
         "clips": 1,  # temporal views
@@ -327,6 +333,7 @@ RANGES = {  # key: (what the error says, test); a list's every value must pass
     "train.mix_switch_prob": _from_to(0, 1),
     "train.workers": _at_least(0),
     "train.seed": _from_to(0, 2**32 - 1),  # numpy's generators take no negative seed
+    "train.weight_averaging": _at_least(0),
     "test.clips": _at_least(1),
     "test.short_side": _at_least(1),
     "test.batch_size": _at_least(1),
@@ -421,4 +428,7 @@ def check_config(cfg: dict, source: str = None) -> dict:
              "raise test.short_side or lower input.size")
     if train["min_lr"] > train["lr"]:
         fail(f"train.min_lr {train['min_lr']} is above train.lr {train['lr']}")
+    if train["weight_averaging"] > train["epochs"]:
+        fail(f"train.weight_averaging {train['weight_averaging']} starts the weight average after the last epoch "
+             f"(train.epochs {train['epochs']}); set it to at most {train['epochs']}, or 0 for none")
     return cfg

@@ -7,35 +7,47 @@
     class texts: 16 templates per class ("a photo of action {}", ..., "The woman is {}") -> clip text
        tower -> L2 norm, one feature per (template, class)
 
-  * training (model.train()): every clip draws one template at random (model.template_sampling:
-    `sample`; `batch` draws one per step), and its logits are logit_scale.exp() * cos(video, that
-    template's text of every class) [B, K]; the harness's cross-entropy over the classes is the loss.
-    Both towers, logit_scale and the adapter are trained (the adapter at lr x10).
+  * training (model.train(), forward(clips, targets)): every clip draws one template at random
+    (model.template_sampling: `sample`; `batch` draws one per step). model.loss picks the objective
+    (models.class_texts.in_batch_loss), over logit_scale.exp() * cos(video i, text j) [B, B], text j
+    being clip j's class in clip j's template:
+      - infonce (the study's: the mmaction2 port's loss): cross-entropy with the diagonal as the
+        target, 0.5 per direction;
+      - kl (the original ActionCLIP's KLLoss): KL divergence to the batch's same-class matching
+        (softmax of 10 x the same-class matrix), both directions averaged;
+      - ce: cross-entropy over all classes of the label space, scored with each clip's template (the
+        other text models' objective here).
+    The returned logits score every class with the clip's template [B, K] (the training accuracy;
+    for kl / infonce without a gradient). Both towers, logit_scale and the adapter are trained (the
+    adapter at lr x10).
   * evaluation (model.eval()): ActionCLIP's test rule, a softmax over the classes for each template
     at the fixed scale 100 (model.test_logit_scale; null = logit_scale.exp()), averaged over the
     templates. forward returns the log of these averaged probabilities, so the softmax the harness
     applies gives exactly them. The text features are cached per label space (models.class_texts.ClassTexts,
     recomputed after set_class_names or any change of the text weights).
 
-The published training losses are not used: the original's KL loss between video-text similarities
-and the ground-truth pairing matrix, and the mmaction2 port's symmetric InfoNCE over the (video,
-text-of-its-label) pairs of the batch. Both treat the other samples of the batch as the negatives;
-here the negatives are the other classes' texts, as the harness's other text models train.
-
 State dict: the mmaction2 port's layout, `clip.<OpenAI CLIP names>` and `adapter.frame_position_
-embeddings.weight` [T, 512], `adapter.transformer.resblocks.N.*`. Pretrained (recipe `pretrained`):
+embeddings.weight` [T, 512], `adapter.transformer.resblocks.N.*`, plus `adapter.layer_norm_eps`, a
+0-dim buffer: the eps of the adapter's LayerNorms, which follows the weights loaded. The original
+release's fusion transformer uses TF-style LayerNorm with eps 1e-12 (its modules/Visual_Prompt.py),
+the port CLIP's LayerNorm with eps 1e-5; at 1e-5 the original release's video features are off by
+1.8e-5 and its test logits by 2.9e-4 (against the original code on the same weights), at 1e-12 by
+1.2e-7 and 2.9e-6. Our checkpoints keep the buffer, so a run started from the original release
+evaluates and resumes with 1e-12. Pretrained (recipe `pretrained`):
   * a CLIP name or file (ViT-B/16): loaded into clip.*, the adapter keeps its initialisation
-    (normal std 0.02 for Linear / Embedding weights, zero biases, as the port's init_weights);
-  * the mmaction2 port's checkpoint (vit-b-16-8f.pth: {'state_dict': {clip.*, adapter.*}}) or one of
-    this repository: by name; a frame_position_embeddings of more rows than T gives its first T rows;
+    (normal std 0.02 for Linear / Embedding weights, zero biases, as the port's init_weights) and
+    eps 1e-5;
+  * the mmaction2 port's checkpoint (vit-b-16-8f.pth: {'state_dict': {clip.*, adapter.*}}, eps
+    1e-5) or one of this repository (its own eps): by name; a frame_position_embeddings of more rows
+    than T gives its first T rows;
   * the original release ({'model_state_dict': CLIP (fp16 / fp32, no prefix), 'fusion_model_state_dict':
-    fusion model with DataParallel's `module.`}): clip. + the CLIP names, adapter. + the fusion names;
-    frame_position_embeddings [77, 512] gives its first T rows (the original uses only those);
+    fusion model with DataParallel's `module.`}): clip. + the CLIP names, adapter. + the fusion names,
+    eps 1e-12; frame_position_embeddings [77, 512] gives its first T rows (the original uses only
+    those);
   * none.
-Deviations: the original's fusion transformer uses TF-style LayerNorm (eps 1e-12), the port and this
-file CLIP's (eps 1e-5); weight decay is not applied to 1-D parameters (the harness's convention; the
-port decays every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random
-resized crop. Recipe: actionclip.yaml.
+Deviations: weight decay is not applied to 1-D parameters (the harness's convention; the port decays
+every parameter); the port's RandomResizedCrop + MultiScaleCrop chain is one random resized crop.
+Recipe: actionclip.yaml.
 """
 from typing import Optional, Sequence
 
@@ -43,8 +55,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.class_texts import ClassTexts, text_settings
-from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, Transformer
+from models.class_texts import IN_BATCH_LOSSES, ClassTexts, check_in_batch_settings, in_batch_loss, text_settings
+from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, ResidualAttentionBlock, Transformer
 from models.weights import (JIT_EXTRAS, extract_state_dict, fit_pos_embed, load_checked, log_to_stderr,
                             read_pretrained, short_list)
 
@@ -57,15 +69,37 @@ TEMPLATES = (
 )
 # Buffers an mmaction2 checkpoint may carry beside the weights (the data preprocessor's mean / std).
 PORT_IGNORED = ("data_preprocessor.*",)
+PORT_EPS, ORIGINAL_EPS = 1e-5, 1e-12  # the adapter's LayerNorm eps in the port / the original release
+EPS_KEY = "adapter.layer_norm_eps"
+
+
+def layer_norm(norm: nn.LayerNorm, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """`norm`'s LayerNorm of x with `eps` a tensor (TF style, as the original's fusion model writes it:
+    (x - mean) / sqrt(var + eps) * weight + bias), in fp32 and cast back to x's dtype."""
+    x32 = x.float()
+    centred = x32 - x32.mean(-1, keepdim=True)
+    y = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps) * norm.weight + norm.bias
+    return y.to(x.dtype)
+
+
+class AdapterBlock(ResidualAttentionBlock):
+    """CLIP's block, its ln_1 / ln_2 computed with the adapter's eps."""
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(layer_norm(self.ln_1, x, eps))
+        return x + self.mlp(layer_norm(self.ln_2, x, eps))
 
 
 class TransformerAdapter(nn.Module):
-    """Frame features [B, T, D] + frame_position_embeddings -> CLIP Transformer -> + input -> mean over T."""
+    """Frame features [B, T, D] + frame_position_embeddings -> CLIP Transformer -> + input -> mean over T.
+    The LayerNorms' eps is the buffer `layer_norm_eps` (a tensor, so it is saved and loaded with the
+    weights)."""
 
-    def __init__(self, frames: int, embed_dim: int, layers: int, heads: int):
+    def __init__(self, frames: int, embed_dim: int, layers: int, heads: int, eps: float = PORT_EPS):
         super().__init__()
         self.frame_position_embeddings = nn.Embedding(frames, embed_dim)
-        self.transformer = Transformer(embed_dim, layers, heads)
+        self.transformer = Transformer(embed_dim, layers, heads, block=AdapterBlock)
+        self.register_buffer("layer_norm_eps", torch.tensor(eps))
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)
@@ -76,7 +110,7 @@ class TransformerAdapter(nn.Module):
         t, rows = x.shape[1], self.frame_position_embeddings.weight.shape[0]
         if t > rows:
             raise ValueError(f"the adapter has frame position embeddings for {rows} frames, the clip has {t}")
-        y = self.transformer(x + self.frame_position_embeddings.weight[:t].to(x.dtype))
+        y = self.transformer(x + self.frame_position_embeddings.weight[:t].to(x.dtype), eps=self.layer_norm_eps)
         return (y.to(x.dtype) + x).mean(dim=1)
 
 
@@ -90,10 +124,13 @@ class ActionCLIP(nn.Module):
                  vision_heads: Optional[int] = None, context_length: int = 77, vocab_size: int = 49408,
                  transformer_width: int = 512, transformer_heads: int = 8, transformer_layers: int = 12,
                  adapter_layers: int = 6, adapter_lr_mult: float = 10.0, template_sampling: str = "sample",
-                 test_logit_scale: Optional[float] = 100.0, drop_path: float = 0.0, grad_checkpointing: bool = False):
+                 loss: str = "infonce", test_logit_scale: Optional[float] = 100.0, drop_path: float = 0.0,
+                 grad_checkpointing: bool = False):
         super().__init__()
         if template_sampling not in ("sample", "batch"):
             raise SystemExit(f"error: model.template_sampling must be 'sample' or 'batch', found {template_sampling!r}")
+        if loss not in (*IN_BATCH_LOSSES, "ce"):
+            raise SystemExit(f"error: model.loss must be infonce, kl or ce, found {loss!r}")
         self.frames, self.num_features = frames, embed_dim
         self.clip = CLIP(embed_dim, size, vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
                          transformer_width, transformer_heads, transformer_layers, vision_heads=vision_heads,
@@ -102,7 +139,7 @@ class ActionCLIP(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.adapter_lr_mult = float(adapter_lr_mult)
-        self.template_sampling = template_sampling
+        self.template_sampling, self.loss = template_sampling, loss
         self.test_logit_scale = test_logit_scale
         self.texts = ClassTexts(templates, descriptions)
         self.set_class_names(class_names)
@@ -124,8 +161,8 @@ class ActionCLIP(nn.Module):
 
     def template_features(self, names=None) -> torch.Tensor:
         """[P, K, D] features of every template (evaluation), cached per label space."""
-        return self.texts.cached(self.clip, lambda space: self.encode_prompts(torch.arange(space.counts[0]), space.names),
-                                 names)
+        return self.texts.cached(self.clip, "templates",
+                                 lambda space: self.encode_prompts(torch.arange(space.counts[0]), space.names), names)
 
     # -- video --------------------------------------------------------------------------------
 
@@ -142,21 +179,36 @@ class ActionCLIP(nn.Module):
         """Scores of the classes `names` [B, K]: one random template per clip in training
         (train_logits), the log of the template-averaged probabilities in evaluation (test_scores)."""
         v = F.normalize(z.float(), dim=-1)
-        return self.train_logits(v, names) if self.training else self.test_scores(v, names)
+        return self.train_logits(v, self.draw_templates(len(v)), names) if self.training else self.test_scores(v, names)
 
     def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
         return self.class_logits(z, self.texts.names)
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(clips))
+    def forward(self, clips: torch.Tensor, targets: torch.Tensor = None):
+        """The class scores [B, K]; in training with `targets` (class ids [B], or soft targets [B, K]
+        for model.loss ce) {"logits", "loss"}: model.loss's objective (see the module docstring)."""
+        z = self.forward_features(clips)
+        if not (self.training and targets is not None):
+            return self.forward_head(z)
+        v, drawn = F.normalize(z.float(), dim=-1), self.draw_templates(len(z))
+        if self.loss == "ce":
+            logits = self.train_logits(v, drawn)
+            return {"logits": logits, "loss": F.cross_entropy(logits, targets)}
+        text = self.texts.pair_features(self.clip, targets, drawn)
+        loss = in_batch_loss(v, text, targets, self.clip.logit_scale.exp(), self.loss)
+        with torch.no_grad():
+            return {"logits": self.train_logits(v, drawn), "loss": loss}
 
-    def train_logits(self, v: torch.Tensor, names=None) -> torch.Tensor:
-        """logit_scale.exp() * cos(video b, template t_b of every class), t_b drawn per clip [B, K]."""
-        n = self.texts.space(names).counts[0]  # prompts per class: the templates, or 1 description
+    def draw_templates(self, n: int) -> torch.Tensor:
+        """The prompt of each of n clips in training: one drawn per clip (template_sampling sample) or
+        one for all (batch) [n]."""
+        prompts = self.texts.counts[0]  # prompts per class: the templates, or 1 description
         if self.template_sampling == "sample":
-            drawn = torch.randint(n, (v.shape[0],))
-        else:
-            drawn = torch.randint(n, (1,)).expand(v.shape[0])
+            return torch.randint(prompts, (n,))
+        return torch.randint(prompts, (1,)).expand(n)
+
+    def train_logits(self, v: torch.Tensor, drawn: torch.Tensor, names=None) -> torch.Tensor:
+        """logit_scale.exp() * cos(video b, template drawn[b] of every class) [B, K]."""
         used, which = drawn.unique(return_inverse=True)
         text = self.encode_prompts(used, names)[which.to(v.device)]  # [B, K, D]
         with torch.autocast(v.device.type, enabled=False):  # cosines in fp32: bf16 would blur the logits
@@ -194,13 +246,14 @@ class ActionCLIP(nn.Module):
             clip_state = extract_state_dict(obj["model_state_dict"], f"{source} model_state_dict", containers=())
             fusion = extract_state_dict(obj["fusion_model_state_dict"], f"{source} fusion_model_state_dict", containers=())
             state = {f"clip.{k}": v for k, v in clip_state.items() if k not in JIT_EXTRAS}
-            state.update({f"adapter.{k}": v for k, v in fusion.items()})
-            kind = "the original release"
+            state.update({f"adapter.{k}": v for k, v in fusion.items()}, **{EPS_KEY: torch.tensor(ORIGINAL_EPS)})
+            kind = "the original release (adapter LayerNorm eps 1e-12)"
         else:
             state = extract_state_dict(obj, source, containers=("state_dict", "model", "model_state"))
             if any(k.startswith("clip.") for k in state):
                 state = {k: v for k, v in state.items() if not (k.startswith("clip.") and k[len("clip."):] in JIT_EXTRAS)}
-                kind = "the mmaction2 layout"
+                kind = "the mmaction2 layout" if EPS_KEY in state else "the mmaction2 port (adapter LayerNorm eps 1e-5)"
+                state.setdefault(EPS_KEY, torch.tensor(PORT_EPS))
             elif "visual.conv1.weight" in state:
                 state = {f"clip.{k}": v for k, v in state.items() if k not in JIT_EXTRAS}
                 allow_missing, kind = ("adapter.*",), "CLIP"
@@ -222,6 +275,7 @@ Model = ActionCLIP
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:
+    check_in_batch_settings(cfg, cfg["model"]["loss"])
     inp = cfg["input"]
     model = ActionCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"],
                        **text_settings(cfg, default_templates=TEMPLATES), **cfg["model"])

@@ -8,14 +8,18 @@
   * `TextFeatureCache`: text features kept until the text weights change;
   * `ClassTexts`, which a text model owns: the names, prompts and tokens of its label spaces (the
     current one, set by set_names, and the last few others it was asked to score) and their features
-    through a CLIP text tower, cached per label space while no gradient can reach them.
+    through a CLIP text tower, cached per label space while no gradient can reach them;
+  * `in_batch_loss`: ActionCLIP's and EZ-CLIP's training objectives, which match the clips of a batch
+    with the texts of the batch's classes (ClassTexts.pair_features), and `check_in_batch_settings`.
 """
 import csv
 from collections import OrderedDict
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from models.tokenizer import tokenize
@@ -160,11 +164,15 @@ class ClassTexts:
     fine) are not re-tokenised and re-embedded.
 
     features(clip, normalize, names) -> text_features of a label space's prompts through clip's text
-    tower [K, D] fp32. cached(clip, compute, names) -> compute(space) for features computed another way.
-    Either recomputes with the autograd graph while a gradient can reach the text tower (gradients
-    enabled and one of clip.text_parameters() requires grad); otherwise the value is computed once
-    under no_grad and kept in the label space's TextFeatureCache (or `cache`, e.g. a teacher's) until
-    the autocast state or a text weight changes."""
+    tower [K, D] fp32. cached(clip, what, compute, names) -> compute(space) for features computed
+    another way, `what` naming the computation (with its settings). Either recomputes with the autograd
+    graph while a gradient can reach the text tower (gradients enabled and one of
+    clip.text_parameters() requires grad); otherwise the value is computed once under no_grad and kept
+    in the label space's TextFeatureCache (or `cache`, e.g. a teacher's) until the computation asked
+    for (`what`), the autocast state or a text weight changes.
+
+    pair_features(clip, class_ids, prompt_ids, names) -> the features of one prompt per clip [B, D],
+    always with the autograd graph: the texts an in-batch objective matches the clips with."""
 
     def __init__(self, templates: Sequence[str] = ("{}",), descriptions: dict = None, keep: int = 4):
         self.templates, self.descriptions, self.keep = list(templates), descriptions, keep
@@ -195,13 +203,69 @@ class ClassTexts:
             space.tokens = space.tokens.to(clip.positional_embedding.device)  # copied once per label space
             return text_features(clip.encode_text, space.prompts, normalize=normalize, tokens=space.tokens)
 
-        return self.cached(clip, compute, names, cache)
+        return self.cached(clip, ("features", normalize), compute, names, cache)
 
-    def cached(self, clip, compute: Callable, names=None, cache: TextFeatureCache = None):
+    def cached(self, clip, what, compute: Callable, names=None, cache: TextFeatureCache = None):
         space = self.space(names)
         params = clip.text_parameters()
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return compute(space)
-        key = (tuple(space.names), torch.is_autocast_enabled(clip.positional_embedding.device.type))
+        device = clip.positional_embedding.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (what, tuple(space.names), autocast)
         with torch.no_grad():
             return (space.cache if cache is None else cache).get(key, params, lambda: compute(space))
+
+    def pair_features(self, clip, class_ids: torch.Tensor, prompt_ids: torch.Tensor, names=None) -> torch.Tensor:
+        """L2-normalised features of prompt prompt_ids[b] of class class_ids[b] [B, D] (fp32)."""
+        space = self.space(names)
+        first = torch.tensor([0, *accumulate(space.counts)][:-1])  # each class's first prompt
+        tokens = space.tokens[first[class_ids.cpu()] + prompt_ids.cpu()]
+        return F.normalize(clip.encode_text(tokens.to(clip.positional_embedding.device)).float(), dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# in-batch video-text objectives
+
+IN_BATCH_LOSSES = ("kl", "infonce")
+
+
+def in_batch_loss(video: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale, kind: str) -> torch.Tensor:
+    """The loss of matching the clips of a batch with the texts of their classes: video [B, D] and
+    text [B, D] unit features (text b: a prompt of clip b's class), labels [B] class ids,
+    logits_per_video = scale * video @ text.T [B, B] and logits_per_text its transpose.
+
+    kl (ActionCLIP's KLLoss, github.com/sallymmx/ActionCLIP utils/KLLoss.py, also EZ-CLIP's): the
+        target of row i is softmax(10 * [label_i == label_j]_j), so the clips of one class share the
+        mass; KL(target || softmax(logits)) summed over a row, averaged over the rows; the two
+        directions averaged.
+    infonce (mmaction2 projects/actionclip): cross-entropy with the diagonal as the target, weight
+        0.5 per direction; the other clips of a class count as negatives.
+
+    With several processes the features and labels of all of them are gathered first (with their
+    gradients, as the port's GatherLayer; ActionCLIP and EZ-CLIP ran one process on the whole batch),
+    so the batch is the optimizer step's, not a process's."""
+    if labels.ndim != 1:
+        raise ValueError(f"an in-batch objective matches class ids [B], got targets of shape {tuple(labels.shape)}")
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed.nn.functional import all_gather
+
+        video, text, labels = (torch.cat(all_gather(t.contiguous())) for t in (video, text, labels))
+    with torch.autocast(video.device.type, enabled=False):  # in fp32: bf16 would blur the logits
+        logits = scale * video.float() @ text.float().t()
+        if kind == "infonce":
+            diagonal = torch.arange(len(labels), device=logits.device)
+            return 0.5 * F.cross_entropy(logits, diagonal) + 0.5 * F.cross_entropy(logits.t(), diagonal)
+        if kind != "kl":
+            raise ValueError(f"in-batch objective must be one of {IN_BATCH_LOSSES}, got {kind!r}")
+        target = (10.0 * (labels[:, None] == labels[None, :]).float()).softmax(-1)  # symmetric: both directions
+        return sum(F.kl_div(d.log_softmax(-1), target, reduction="batchmean") for d in (logits, logits.t())) / 2
+
+
+def check_in_batch_settings(cfg: dict, loss: str) -> None:
+    """An in-batch objective (model.loss kl or infonce) pairs each clip with the text of its class:
+    the train settings that make soft targets (mixup, cutmix, label smoothing) cannot apply to it."""
+    soft = [k for k in ("mixup", "cutmix", "label_smoothing") if (cfg.get("train") or {}).get(k)]
+    if loss in IN_BATCH_LOSSES and soft:
+        raise SystemExit(f"error: train.{soft[0]} makes soft targets, which model.loss {loss} cannot use (it matches each "
+                         f"clip with the text of its class); set train.{soft[0]} to 0, or model.loss to ce")

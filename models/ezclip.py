@@ -32,12 +32,18 @@ Class text: one description per class (`text.descriptions`: a CSV in the project
 format or the benchmark's EZ-CLIP GPT files, per task), tokenised as is ("{}" template); without a
 file, the class names through `text.templates`, features averaged over templates.
 
-Training loss: the harness's cross-entropy over all classes of the label space (EZ-CLIP uses
-ActionCLIP's in-batch KL loss instead, see below) plus `aux_loss` = motion_loss weight x
-L_motion, L_motion = 1 / (C + V + 1) on the frame features x [B, T, D] before the time average:
-C = mean |x[t+1] - x[t-1]| / 2 (central difference, first/last frame repeated at the ends) and
-V = mean over (B, D) of the unbiased variance over T (torch.var's default, as EZ-CLIP). Logits and
-losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in bf16).
+Training loss (forward(clips, targets) in training returns {"logits", "loss"}), as EZ-CLIP's
+train.py: L = L_text + motion_loss weight x L_motion.
+  * L_text, model.loss `kl` (EZ-CLIP's): ActionCLIP's in-batch KL loss (models.class_texts.in_batch_loss)
+    over 100 * cos(video i, text j) [B, B], text j = one prompt of clip j's class (its description,
+    or a template drawn per clip), KL_img and KL_txt averaged; `ce`: cross-entropy over all classes
+    of the label space. The returned logits score every class [B, K] (the training accuracy; for kl
+    without a gradient). The scale is model.logit_scale (100; EZ-CLIP's is CLIP's frozen
+    logit_scale.exp(), 100 in the released CLIP).
+  * L_motion = 1 / (C + V + 1) on the frame features x [B, T, D] before the time average:
+    C = mean |x[t+1] - x[t-1]| / 2 (central difference, first/last frame repeated at the ends) and
+    V = mean over (B, D) of the unbiased variance over T (torch.var's default, as EZ-CLIP).
+Logits and losses are computed in fp32 under autocast (100 * cos moves in steps of 0.5 in bf16).
 
 Weights: `pretrained` is OpenAI CLIP (a name such as ViT-B/16 or a file; prompts, Adapters and
 temporal_embedding keep their initialisation) or an EZ-CLIP release: the file as published,
@@ -47,8 +53,6 @@ release's layout). The frame count is baked into temporal_embedding [1, T, 768]
 and T_prompt_embeddings [12, T, 768]; a release of another T is resampled linearly along T.
 
 Deviations from the published code (none changes a parameter name or shape):
-  * CE over the label space instead of the in-batch KL loss (same optimum: the logits of the true
-    class; the KL version also has text->video terms over the batch's texts);
   * stochastic depth drops whole frames / whole videos (our batch-first DropPath); EZ-CLIP applies
     its DropPath to sequence-first tensors, which drops single tokens;
   * the harness's training clip sampling and augmentation (random frame per segment, short-side
@@ -64,7 +68,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.class_texts import ClassTexts, text_settings
+from models.class_texts import ClassTexts, check_in_batch_settings, in_batch_loss, text_settings
 from models.clip import CLIP, CLIP_MEAN_255, CLIP_STD_255, ResidualAttentionBlock
 from models.weights import fit_pos_embed, fit_time_embed, load_checked, log_to_stderr, read_pretrained_state, short_list
 
@@ -152,8 +156,10 @@ class EZCLIP(CLIP):
                  width: int = 768, layers: int = 12, heads: Optional[int] = None, patch_size: int = 16,
                  text_width: int = 512, text_layers: int = 12, text_heads: int = 8, context_length: int = 77,
                  vocab_size: int = 49408, prompts: bool = True, prompt_dropout: float = 0.1, adapter_ratio: float = 0.25,
-                 drop_path: float = 0.0, train_text_adapters: bool = True, motion_loss: float = 1.0,
+                 drop_path: float = 0.0, train_text_adapters: bool = True, loss: str = "kl", motion_loss: float = 1.0,
                  logit_scale: float = 100.0, grad_checkpointing: bool = False):
+        if loss not in ("kl", "ce"):
+            raise SystemExit(f"error: model.loss must be kl or ce, found {loss!r}")
         drop = float(drop_path)
         rates = [drop * i / max(text_layers - 1, 1) for i in range(text_layers)]
         super().__init__(
@@ -170,7 +176,7 @@ class EZCLIP(CLIP):
             nn.init.uniform_(self.visual.transformer.T_prompt_embeddings, -bound, bound)
         self.prompt_dropout = nn.Dropout(float(prompt_dropout))
         self.scale = float(logit_scale)
-        self.motion_weight = float(motion_loss)
+        self.loss, self.motion_weight = loss, float(motion_loss)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
         for name, p in self.named_parameters():
@@ -223,12 +229,25 @@ class EZCLIP(CLIP):
     def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
         return self.class_logits(z, self.texts.names)
 
-    def forward(self, clips: torch.Tensor):
+    def forward(self, clips: torch.Tensor, targets: torch.Tensor = None):
+        """The class logits [B, K]; in training with `targets` (class ids [B], or soft targets [B, K]
+        for model.loss ce) {"logits", "loss"} (see the module docstring)."""
         frames = self.encode_frames(clips)
-        logits = self.forward_head(frames.float().mean(1))
-        if self.training and self.motion_weight:
-            return {"logits": logits, "aux_loss": self.motion_weight * motion_loss(frames)}
-        return logits
+        z = frames.float().mean(1)
+        if not (self.training and targets is not None):
+            return self.forward_head(z)
+        if self.loss == "ce":
+            logits = self.forward_head(z)
+            loss = F.cross_entropy(logits, targets)
+        else:
+            drawn = torch.randint(self.texts.counts[0], (len(z),))  # one prompt per clip: its description, or a template
+            text = self.texts.pair_features(self, targets, drawn)
+            loss = in_batch_loss(F.normalize(z, dim=-1), text, targets, self.scale, "kl")
+            with torch.no_grad():
+                logits = self.forward_head(z)
+        if self.motion_weight:
+            loss = loss + self.motion_weight * motion_loss(frames)
+        return {"logits": logits, "loss": loss}
 
     def no_weight_decay(self) -> set:
         return set()  # EZ-CLIP decays every trainable tensor; the harness already spares 1-D ones
@@ -255,6 +274,7 @@ Model = EZCLIP
 
 
 def build_model(cfg: dict, class_names: list) -> nn.Module:
+    check_in_batch_settings(cfg, cfg["model"]["loss"])
     inp = cfg["input"]
     model = EZCLIP(class_names, inp["frames"], inp["size"], inp["mean"], inp["std"], **text_settings(cfg), **cfg["model"])
     model.load_pretrained(cfg["pretrained"])

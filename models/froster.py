@@ -23,8 +23,10 @@ softmax with score 0 and add nothing to the output. Because of those zero keys t
 in_proj_bias changes the result here, so these blocks apply the full bias (the core leaves the key
 third out, which is exact only without zero keys).
 
-Training loss (aux_loss; the harness adds its cross-entropy, the soft CE with mixup targets):
-    L = distillation_ratio * (L_v + L_t),   distillation_ratio = 2.0 as the study's configs
+Training loss (forward(clips, targets) in training returns {"logits", "loss"}):
+    L = CE(logits, targets) + distillation_ratio * (L_v + L_t),   distillation_ratio = 2.0 as the
+    study's configs; the cross-entropy takes class ids or soft targets (PySlowFast's
+    soft_cross_entropy; mixup, label smoothing)
     L_v = mean over the batch of ||g_v(v') - u||^2, v' = v / |v| (student), u = the teacher's
           video feature computed the same way and normalised
     L_t = mean over the classes of ||g_t(s) - r||^2, s / r = student / teacher class-text features
@@ -56,8 +58,11 @@ or a FROSTER release inside PySlowFast's {'model_state': ...}: the per-epoch tra
 raw_model.*) or the weight-averaged file (`model.*` and the projectors only; the teacher comes from
 `model.teacher`, logged). Our state dict is exactly the averaged file's 306 keys.
 
-Deviations from the published method: no weight averaging over epochs (it needs a per-epoch hook in
-train.py); weight decay spares 1-D tensors (the harness's rule); the projector activation (GELU)
+Weight averaging: FROSTER evaluates the average of the weights of its epochs (Open-VCLIP's
+weight_average_tool.py: the checkpoints of epochs 2 to 22, 1-based); the recipe's
+train.weight_averaging does it in train.py, and evaluation uses the averaged weights.
+
+Deviations from the published method: weight decay spares 1-D tensors (the harness's rule); the projector activation (GELU)
 and the exact distance are not in the release and are our reading of the paper; the projectors
 only serve the loss, so released weights evaluate identically whatever they are.
 """
@@ -212,13 +217,15 @@ class FROSTER(nn.Module):
     def forward_head(self, z: torch.Tensor, context=None) -> torch.Tensor:
         return self.class_logits(z, self.texts.names)
 
-    def forward(self, clips: torch.Tensor):
+    def forward(self, clips: torch.Tensor, targets: torch.Tensor = None):
+        """The class logits [B, K]; in training with `targets` (class ids [B] or soft targets [B, K])
+        {"logits", "loss"} (see the module docstring)."""
         b, t = clips.shape[:2]
         x = self._frames(clips)
         v = self._video(x, b, t)
         text = self.class_features()  # once: the logits and the text distillation term share it
         logits = self.logits(v, text)
-        if not self.training:
+        if not (self.training and targets is not None):
             return logits
         with torch.no_grad():
             u = F.normalize(self._video(x, b, t, teacher=True), dim=-1)
@@ -226,7 +233,8 @@ class FROSTER(nn.Module):
             loss = self.distance(self.projector_v, F.normalize(v, dim=-1), u)
             if self.train_text:
                 loss = loss + self.distance(self.projector_t, text, self.teacher_class_features())
-        return {"logits": logits, "aux_loss": self.ratio * loss}
+            loss = F.cross_entropy(logits, targets) + self.ratio * loss
+        return {"logits": logits, "loss": loss}
 
     @staticmethod
     def distance(projector: nn.Module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from conftest import one_line_error, quiet, release_layout
+from text_helpers import tiny_clip
 from models import clip as mc
 from models import tokenizer as tk
 from models import class_texts as ct
@@ -476,3 +477,22 @@ def test_class_prompts_and_averaged_text_features():
     a, b, c = (torch.nn.functional.normalize(encode(tk.tokenize([t]))[0], dim=0) for t in "abc")
     assert torch.allclose(feats[0], torch.nn.functional.normalize((a + b) / 2, dim=0), atol=1e-6)
     assert torch.allclose(feats[1], c, atol=1e-6) and feats.shape == (2, 8)
+
+
+def test_class_text_cache_keys_on_the_computation_and_autocast_dtype():
+    """A cached value is only served for the computation it came from: normalised or raw features
+    (X-CLIP asks for raw ones), another computation on the same label space, another autocast dtype."""
+    clip = tiny_clip()
+    texts = ct.ClassTexts(["a video of {}", "{}"])
+    texts.set_names(["falling", "rising"])
+    with torch.no_grad():
+        raw = texts.features(clip, normalize=False)
+        unit = texts.features(clip)
+        assert torch.allclose(unit.norm(dim=-1), torch.ones(2)) and not torch.allclose(raw.norm(dim=-1), torch.ones(2))
+        assert texts.features(clip, normalize=False) is not unit and torch.equal(texts.features(clip, normalize=False), raw)
+        assert torch.equal(texts.cached(clip, "zeros", lambda space: torch.zeros(len(space.names))), torch.zeros(2))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = texts.features(clip)
+        with torch.autocast("cpu", dtype=torch.float16):
+            half = texts.features(clip)
+        assert not torch.equal(low, half)

@@ -1,6 +1,6 @@
 """models/ezclip.py: EZ-CLIP's architecture against its release layout, a literal sequence-first
-re-reading of its forward pass, plain CLIP at initialisation, the motion loss, the release loader and
-training through train.py (coarse and fine base-to-novel)."""
+re-reading of its forward pass, plain CLIP at initialisation, the motion loss and the in-batch KL loss,
+the release loader and training through train.py (coarse and fine base-to-novel)."""
 import json
 
 import pytest
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
                       record_text_batches, release_layout, tiny_cfg, train_args, write_descriptions)
+from text_helpers import literal_in_batch_loss
 import evaluate
 import train
 from models import build_model, load_recipe
@@ -131,6 +132,29 @@ def test_motion_loss_equals_a_direct_computation():
     assert ezclip.motion_loss(x.repeat_interleave(2, 0)).item() == pytest.approx(ezclip.motion_loss(x).item(), rel=1e-6)
 
 
+def test_training_loss_is_the_in_batch_kl_loss_plus_the_motion_loss(tmp_path):
+    """EZ-CLIP's train.py: (KL_img + KL_txt) / 2 over 100 x cos(video i, text of clip j's class) plus
+    L_motion of the frame features; `ce` puts the cross-entropy over the classes in place of the KL."""
+    cfg = tiny(prompt_dropout=0.0)  # the same frame features in every pass
+    cfg["text"]["descriptions"] = str(write_descriptions(tmp_path / "d.csv", {n: f"it is {n}" for n in NAMES}))
+    torch.manual_seed(0)
+    model = build_unloaded(cfg, NAMES).train()
+    clip_batch, targets = random_clips(batch=4), torch.tensor([1, 0, 1, 2])
+    out = model(clip_batch, targets=targets)
+    with torch.no_grad():
+        frames = model.encode_frames(clip_batch)
+        v = F.normalize(frames.mean(1), dim=-1)
+        text = F.normalize(model.encode_text(tk.tokenize([f"it is {NAMES[y]}" for y in targets])), dim=-1)
+        want = literal_in_batch_loss(v, text, targets.tolist(), 100.0, "kl") + ezclip.motion_loss(frames).item()
+        torch.testing.assert_close(out["logits"], 100 * v @ model.class_features().t())
+    assert out["loss"].item() == pytest.approx(want, rel=1e-5)
+    model.loss = "ce"
+    out = model(clip_batch, targets=targets)
+    want = F.cross_entropy(out["logits"], targets) + ezclip.motion_loss(model.encode_frames(clip_batch))
+    assert out["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert load_recipe("ezclip", "synta")["model"]["loss"] == "kl"
+
+
 def reference_frames(model, clip_batch):
     """EZ-CLIP's visual forward read literally in its own sequence-first layout, from the weights."""
     vis = model.visual
@@ -206,9 +230,9 @@ def test_zero_adapters_and_no_prompts_give_plain_clip():
 
 def test_only_prompts_and_adapters_receive_gradients():
     model = tiny_model().train()
-    out = model(random_clips())
-    assert set(out) == {"logits", "aux_loss"}
-    (F.cross_entropy(out["logits"], torch.tensor([0, 2])) + out["aux_loss"]).backward()
+    out = model(random_clips(), targets=torch.tensor([0, 2]))
+    assert set(out) == {"logits", "loss"}
+    out["loss"].backward()
     for name, p in model.named_parameters():
         if "prompt" in name or "Adapter" in name:
             assert p.requires_grad and p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -315,9 +339,9 @@ def test_resumed_run_matches_an_uninterrupted_one(synta_tiny, tmp_path, monkeypa
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
     model = tiny_model().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(random_clips())
-    assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
-    out["aux_loss"].backward()
+        out = model(random_clips(), targets=torch.tensor([0, 1]))
+    assert out["logits"].dtype == torch.float32 and out["loss"].dtype == torch.float32
+    out["loss"].backward()
     assert model.visual.transformer.T_prompt_embeddings.grad.dtype == torch.float32
     with torch.no_grad():
         model.eval()

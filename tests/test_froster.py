@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (build_unloaded, check_resume_matches_uninterrupted, one_line_error, perturb, quiet, random_clips,
-                      release_layout, tiny_cfg, train_args)
+from conftest import (build_unloaded, interrupt_after_step, one_line_error, perturb, quiet, random_clips, release_layout,
+                      tiny_cfg, train_args)
 import evaluate
 import train
 from models import load_recipe
@@ -183,25 +183,27 @@ def test_teacher_is_frozen_unsaved_and_outside_the_optimizer():
 
 
 def test_distillation_term():
-    """At initialisation student and teacher share every weight and the projectors are the identity:
-    the text term is exactly zero; the video term is not, because the student's attention already
-    looks at the neighbouring frames. It is 2.0 x the squared distance of the unit video features."""
+    """The loss is the soft cross-entropy plus the distillation. At initialisation student and teacher
+    share every weight and the projectors are the identity: the text term is exactly zero; the video
+    term is not, because the student's attention already looks at the neighbouring frames. It is 2.0 x
+    the squared distance of the unit video features."""
     model = tiny_model().train()
-    clip_batch = random_clips()
-    out = model(clip_batch)
+    clip_batch, targets = random_clips(), torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])  # soft (mixup) targets
+    out = model(clip_batch, targets=targets)
     with torch.no_grad():
         assert model.distance(model.projector_t, model.class_features(), model.teacher_class_features()).item() == 0.0
         v = F.normalize(model.encode_video(clip_batch), dim=-1)
         u = F.normalize(model.encode_video(clip_batch, teacher=True), dim=-1)
-        want = 2.0 * (v - u).pow(2).sum(-1).mean()
-    assert out["aux_loss"].item() == pytest.approx(want.item(), rel=1e-5) and want > 0
+        distillation = 2.0 * (v - u).pow(2).sum(-1).mean()
+        soft_ce = -(targets * out["logits"].log_softmax(-1)).sum(-1).mean()
+    assert out["loss"].item() == pytest.approx((soft_ce + distillation).item(), rel=1e-5) and distillation > 0
     scale = model.model.logit_scale.exp()
     torch.testing.assert_close(out["logits"], scale * model.encode_video(clip_batch) @ model.class_features().t())
     # the loss trains the projectors and both student towers, never the teacher
-    out["aux_loss"].backward()
+    out["loss"].backward()
     assert model.projector_v[2].weight.grad.abs().sum() > 0
     assert model.model.visual.conv1.weight.grad.abs().sum() > 0
-    assert model.model.token_embedding.weight.grad.abs().sum() == 0  # the text term is at its minimum at init
+    assert model.projector_t[2].weight.grad.abs().sum() == 0  # the text term is at its minimum at init
     model.eval()
     assert isinstance(model(clip_batch), torch.Tensor)
 
@@ -210,11 +212,12 @@ def test_frozen_text_option_caches_text_and_drops_the_text_term():
     model = tiny_model(train_text=False).train()
     assert not model.projector_t[0].weight.requires_grad
     assert model.class_features() is model.class_features()
-    out = model(random_clips())
+    out = model(random_clips(), targets=torch.tensor([0, 1]))
     with torch.no_grad():
         v = F.normalize(model.encode_video(random_clips()), dim=-1)
         u = F.normalize(model.encode_video(random_clips(), teacher=True), dim=-1)
-    assert out["aux_loss"].item() == pytest.approx(2.0 * (v - u).pow(2).sum(-1).mean().item(), rel=1e-5)
+        ce = F.cross_entropy(out["logits"], torch.tensor([0, 1]))
+    assert out["loss"].item() == pytest.approx((ce + 2.0 * (v - u).pow(2).sum(-1).mean()).item(), rel=1e-5)
 
 
 def test_recipe():
@@ -228,6 +231,7 @@ def test_recipe():
         assert cfg["input"]["sampling"] == sampling and cfg["test"]["clips"] == clips
         assert cfg["model"]["distillation_ratio"] == 2.0 and cfg["model"]["teacher"] == "ViT-B/16"
     assert load_recipe("froster", "k400ta")["input"]["stride"] == 16
+    assert load_recipe("froster", "ssv2ta")["train"]["weight_averaging"] == 2  # FROSTER's weight_average_tool.py: from epoch 2
     names = {n for n, p in tiny_model().named_parameters() if p.requires_grad}
     assert tiny_model().no_weight_decay() <= names
 
@@ -267,18 +271,43 @@ def test_evaluation_needs_no_teacher_weights(synta_tiny, tmp_path, monkeypatch):
     assert summary["directions"][0]["top1"] == result["top1"]
 
 
-def test_resumed_run_rebuilds_the_same_teacher(synta_tiny, tmp_path, monkeypatch):
-    """The teacher is not in ckpt.pt: a resumed run rebuilds it and ends exactly as an uninterrupted one."""
+def test_resumed_run_rebuilds_the_teacher_keeps_the_weight_average_and_evaluates_it(synta_tiny, tmp_path, monkeypatch):
+    """The teacher is not in ckpt.pt: a resumed run rebuilds it. Ctrl-C in the last step of epoch 1
+    stops the run after its end-of-epoch work (the weight average) and checkpoint; resumed, it ends
+    bit-identical to an uninterrupted run, weight average included, and both evaluate the average of
+    the two epochs' weights (the tiny recipe averages from epoch 1)."""
     _, splits = synta_tiny
-    check_resume_matches_uninterrupted(splits, tmp_path, "froster", monkeypatch)
+    evaluated, evaluate_direction = [], train.evaluate_direction
+
+    def record(model, *args, **kwargs):
+        evaluated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return evaluate_direction(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_direction", record)
+    full = train.main(train_args(splits, tmp_path / "full", "froster", "--epochs", "2"))
+    with monkeypatch.context() as m, pytest.raises(SystemExit) as stop:
+        interrupt_after_step(m, 9)  # the last of epoch 1's 9 steps
+        train.main(train_args(splits, tmp_path / "cut", "froster", "--epochs", "2"))
+    assert stop.value.code == 130
+    cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    assert (cut["epoch"], cut["step_in_epoch"], cut["weight_average"]["epochs"]) == (1, 0, 1)
+    resumed = train.main(["--resume", "--out", str(tmp_path / "cut"), "--workers", "0"])
+    assert resumed["top1"] == full["top1"]
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in ("full", "cut"))
+    assert a["weight_average"]["epochs"] == b["weight_average"]["epochs"] == 2
+    for weights in (lambda c: c["model"], lambda c: c["weight_average"]["model"]):
+        assert all(torch.equal(weights(a)[k], weights(b)[k]) for k in weights(a))
+    average = a["weight_average"]["model"]
+    assert len(evaluated) == 2 and all(all(torch.equal(e[k], average[k]) for k in average) for e in evaluated)
+    assert any(not torch.equal(a["model"][k], average[k]) for k in average)
 
 
 def test_bf16_autocast_keeps_logits_and_loss_in_fp32():
     model = tiny_model().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(random_clips())
-    assert out["logits"].dtype == torch.float32 and out["aux_loss"].dtype == torch.float32
-    out["aux_loss"].backward()
+        out = model(random_clips(), targets=torch.tensor([0, 1]))
+    assert out["logits"].dtype == torch.float32 and out["loss"].dtype == torch.float32
+    out["loss"].backward()
     assert model.projector_v[2].weight.grad.dtype == torch.float32
     with torch.no_grad():
         model.eval()

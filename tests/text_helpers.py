@@ -1,5 +1,5 @@
-"""Helpers shared by the text-model tests (X-CLIP, ViFi-CLIP, ActionCLIP): release-like files and
-meta-tensor state dicts of the published key layouts."""
+"""Helpers shared by the text-model tests (X-CLIP, ViFi-CLIP, ActionCLIP, EZ-CLIP): release-like files,
+meta-tensor state dicts of the published key layouts, and a literal reading of the in-batch losses."""
 import sys
 import types
 from pathlib import Path
@@ -41,6 +41,36 @@ def tiny_clip(seed: int = 1) -> mc.CLIP:
     return mc.CLIP(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
                    context_length=77, vocab_size=49408, transformer_width=32, transformer_heads=1, transformer_layers=1,
                    vision_heads=2)
+
+
+def literal_in_batch_loss(video, text, labels, scale, kind):
+    """ActionCLIP's KLLoss (github.com/sallymmx/ActionCLIP utils/KLLoss.py, train.py) and the mmaction2
+    port's loss, read literally: gen_label's 0/1 same-class matrix, softmax(10 x it) per row as the
+    target, KLDivLoss's mean over all B x B entries times the batch size; the port's CrossEntropyLoss
+    with arange labels and loss_weight 0.5 per direction. Written with loops, from the descriptions."""
+    import math
+
+    b = len(labels)
+    logits = [[scale * sum(vi * tj for vi, tj in zip(video[i].tolist(), text[j].tolist())) for j in range(b)] for i in range(b)]
+    by_text = [[logits[j][i] for j in range(b)] for i in range(b)]
+    gt = [[1.0 if labels[i] == labels[k] else 0.0 for k in range(b)] for i in range(b)]
+
+    def log_softmax(row):
+        top = max(row)
+        lse = top + math.log(sum(math.exp(r - top) for r in row))
+        return [r - lse for r in row]
+
+    def one_direction(rows):
+        if kind == "infonce":
+            return 0.5 * sum(-log_softmax(rows[i])[i] for i in range(b)) / b
+        total = 0.0
+        for i in range(b):
+            target = [math.exp(x) for x in log_softmax([10 * g for g in gt[i]])]
+            total += sum(p * (math.log(p) - q) for p, q in zip(target, log_softmax(rows[i])))
+        return total / (b * b) * b
+
+    both = one_direction(logits) + one_direction(by_text)
+    return both if kind == "infonce" else both / 2
 
 
 def save_with_yacs_config(obj: dict, path: Path) -> Path:
