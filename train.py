@@ -621,31 +621,40 @@ def batchnorm_layers(model) -> list:
 
 
 def precise_bn(state: Run, epoch: int) -> None:
-    """PySlowFast's precise BN (fvcore's update_bn_stats): the running statistics of every BatchNorm layer
-    become the average, over train.precise_bn micro-batches of training clips (fewer if the epoch has
-    fewer), of each micro-batch's mean and unbiased variance; the processes average theirs. The clips
-    are drawn as in a training epoch from a stream of their own (seed + 2**32; training seeds are below
-    2**32), as PySlowFast draws them with a loader of their own."""
+    """PySlowFast's precise BN after an epoch (update_bn_statistics) over train.precise_bn micro-batches
+    of training clips per process (fewer if the epoch has fewer); the processes average their statistics.
+    The clips are drawn as in a training epoch from a stream of their own (seed + 2**32; training seeds are
+    below 2**32), as PySlowFast draws them with a loader of their own."""
     dataset = copy.copy(state.dataset)
     dataset.seed += 2**32
     dataset.set_epoch(epoch)
     sampler = TrainSampler(len(dataset), state.micro_batch, 1, state.rank, state.world, dataset.seed)
     sampler.set_epoch(epoch)
     order = list(sampler)[: state.cfg["train"]["precise_bn"] * state.micro_batch]
-    layers = batchnorm_layers(state.model)
+    loader = make_loader(dataset, state.micro_batch, order, state.workers, state.device.type == "cuda")
+    with autocast(state.device, state.precision):
+        update_bn_statistics(state.model, (clips.to(state.device, non_blocking=True) for clips, *_ in loader))
+    for bn in batchnorm_layers(state.model) if state.world > 1 else ():
+        for stats in (bn.running_mean, bn.running_var):
+            dist.all_reduce(stats)
+            stats /= state.world
+
+
+def update_bn_statistics(model, inputs) -> None:
+    """fvcore's update_bn_stats, which PySlowFast's precise BN calls: the running mean and variance of every
+    BatchNorm layer become the average over `inputs` (forward passes in training mode, no gradient) of each
+    batch's mean and unbiased variance; the layers' momentum is kept."""
+    layers = batchnorm_layers(model)
     momenta = [bn.momentum for bn in layers]
     for bn in layers:
         bn.reset_running_stats()
         bn.momentum = None  # torch's cumulative average: after n batches, the mean of their n statistics
-    state.model.train()
-    with torch.no_grad(), autocast(state.device, state.precision):
-        for clips, *_ in make_loader(dataset, state.micro_batch, order, state.workers, state.device.type == "cuda"):
-            state.model(clips.to(state.device, non_blocking=True))
+    model.train()
+    with torch.no_grad():
+        for x in inputs:
+            model(x)
     for bn, momentum in zip(layers, momenta):
         bn.momentum = momentum
-        for stats in (bn.running_mean, bn.running_var) if state.world > 1 else ():
-            dist.all_reduce(stats)
-            stats /= state.world
 
 
 def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: float) -> None:
