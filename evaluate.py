@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data.augment import crop_views
+from data.augment import crop_views, view_size
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
 from data.loader import VideoDataset, load_videos, make_loader
 from data.splits import SPLITS, read_dataset, read_dataset_info
@@ -447,7 +447,7 @@ def parse_class_list(text: str) -> list:
 def read_clip(path, cfg: dict, backend: str = "decord") -> torch.Tensor:
     """The test views of one video as the recipe samples them for testing: the centre temporal clip
     (input.sampling / frames / stride at position 0.5), resized to test.short_side and cut into
-    test.crops crops of input.size -> uint8 [V, T, 3, S, S]."""
+    test.crops crops of the test crop size -> uint8 [V, T, 3, S, S]."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"error: video {path} not found")
@@ -457,7 +457,7 @@ def read_clip(path, cfg: dict, backend: str = "decord") -> torch.Tensor:
     except DecodeError as e:
         raise SystemExit(f"error: cannot decode video {e}") from None
     clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
-    return torch.stack(crop_views(clip, cfg["input"]["size"], cfg["test"]["short_side"], cfg["test"]["crops"]))
+    return torch.stack(crop_views(clip, view_size(cfg["input"], cfg["test"]), cfg["test"]["short_side"], cfg["test"]["crops"]))
 
 
 def demo(args) -> dict:

@@ -22,7 +22,9 @@ before any video is read) -> fit (train_one_epoch per epoch, then end_of_epoch a
 script can call these with its own model, labels and loss (see setup).
 """
 import argparse
+import bisect
 import contextlib
+import copy
 import inspect
 import json
 import math
@@ -131,17 +133,28 @@ def make_optimizer(model, cfg_train: dict, device):
 
 
 def make_scheduler(optimizer, cfg_train: dict, steps_per_epoch: int):
-    warmup, total = round(cfg_train["warmup_epochs"] * steps_per_epoch), cfg_train["epochs"] * steps_per_epoch
-    args = (total, warmup, cfg_train["warmup_start_factor"], cfg_train["min_lr"] / cfg_train["lr"])
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, *args))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg_train, steps_per_epoch))
 
 
-def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_ratio: float) -> float:
-    """Linear warmup from start_factor, then cosine down to min_ratio (per optimizer step)."""
+def lr_factor(step: int, cfg_train: dict, steps_per_epoch: int) -> float:
+    """The learning rate at optimizer step `step`, relative to train.lr: linear warmup from
+    warmup_start_factor to the policy's value where the warmup ends, then the policy. Policies: cosine to
+    min_lr over the epochs after the warmup, or over all of them (cosine_after_warmup false, PySlowFast's
+    default, where the warmup ramps up to the cosine); steps: lr_step_factors[i] from epoch lr_steps[i]
+    (PySlowFast's steps_with_relative_lrs, at fractional epochs as it evaluates them)."""
+    tc = cfg_train
+    warmup, total = round(tc["warmup_epochs"] * steps_per_epoch), tc["epochs"] * steps_per_epoch
+
+    def policy(step):
+        if tc["lr_policy"] == "steps":
+            return tc["lr_step_factors"][bisect.bisect_right(tc["lr_steps"], step / steps_per_epoch) - 1]
+        start, min_ratio = (warmup if tc["cosine_after_warmup"] else 0), tc["min_lr"] / tc["lr"]
+        progress = (step - start) / max(1, total - start)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
     if step < warmup:
-        return start_factor + (1 - start_factor) * step / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return tc["warmup_start_factor"] + (policy(warmup) - tc["warmup_start_factor"]) * step / warmup
+    return policy(step)
 
 
 def mix_batch(clips, labels, num_classes: int, tc: dict, rng):
@@ -438,7 +451,7 @@ class Run:
     val_videos: dict  # {"val_set1": [Video, ...], "val_set2": [...]}
     video_root: Path
     num_classes: int
-    micro_batch: int  # clips per process and forward pass
+    micro_batch: int  # videos per process and forward pass (each gives train.repeated_augmentation clips)
     workers: int
     backend: str
     log_every: int
@@ -446,7 +459,6 @@ class Run:
     start_step: int = 0
     decode_failures: int = 0
     stop_requested: bool = False
-    stop_at_epoch_end: bool = False  # every process agreed to stop once the epoch's end-of-epoch work is saved
     weight_average: dict = None  # train.weight_averaging: {"epochs": n, "model": the mean of the n epochs' weights}
     log_file: object = None
 
@@ -502,11 +514,19 @@ def setup(args, make_model=None, label=None) -> Run:
     model = (make_model or build_model)(cfg if ckpt is None else {**cfg, "pretrained": "none"}, class_names).to(device)
     if cfg["task"] == "fine" and not hasattr(model, "set_class_names"):
         raise SystemExit(f"error: the fine task needs a text model; {cfg['model_name']} is a classifier with fixed classes")
+    if (tc["precise_bn"] or tc["sync_bn"]) and not batchnorm_layers(model):
+        raise SystemExit(f"error: train.{'precise_bn' if tc['precise_bn'] else 'sync_bn'} acts on BatchNorm layers and "
+                         f"{cfg['model_name']} has none; set it to {0 if tc['precise_bn'] else 'false'}")
+    if tc["sync_bn"] and world > 1:
+        if device.type != "cuda":
+            raise SystemExit("error: train.sync_bn needs CUDA devices (torch's SyncBatchNorm); set it false to train on the CPU")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, tc, device)
     scheduler = make_scheduler(optimizer, tc, sampler.steps_per_epoch())
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tc["precision"] == "fp16")
     flip = all(flip_allowed(cfg["dataset"], kind) for kind in (("coarse", "fine") if label == "both" else (label,)))
-    dataset = VideoDataset(videos[train_split], video_root, label, cfg, train=True, seed=tc["seed"], backend=args.backend, flip=flip)
+    dataset = VideoDataset(videos[train_split], video_root, label, cfg, train=True, seed=tc["seed"], backend=args.backend, flip=flip,
+                           repeats=tc["repeated_augmentation"])
     state = Run(cfg=cfg, out=out, device=device, rank=rank, world=world, model=model, train_model=model, optimizer=optimizer,
                 scheduler=scheduler, scaler=scaler,
                 loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"], num_classes=len(class_names)),
@@ -523,8 +543,10 @@ def setup(args, make_model=None, label=None) -> Run:
         state.train_model = torch.compile(state.train_model)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_main and not ckpt:
+        repeats = tc["repeated_augmentation"]
+        batch = f"{tc['batch_size']} clips" if repeats == 1 else f"{tc['batch_size']} videos x {repeats} clips"
         print(f"{cfg['model_name']} on {cfg['dataset']} set {cfg['train_set']} ({cfg['task']}): {len(dataset)} videos, "
-              f"{len(class_names)} classes, {tc['epochs']} epochs x {sampler.steps_per_epoch()} steps of {tc['batch_size']} clips, "
+              f"{len(class_names)} classes, {tc['epochs']} epochs x {sampler.steps_per_epoch()} steps of {batch}, "
               f"{world} process(es) on {device}, {state.precision}; writing to {out}", file=sys.stderr)
         state.log({"type": "config", "config": cfg, "git": git_commit(), "world": world})
     return state
@@ -657,8 +679,6 @@ def fit(state: Run) -> None:
             state.save(epoch + 1, 0)
             state.log({"type": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_top1": round(train_top1, 2),
                        "decode_failures": state.decode_failures})
-            if state.stop_at_epoch_end:
-                stop(state, progress, epoch, steps)
     progress.close()
     if state.world > 1:
         counts = torch.tensor(float(state.decode_failures), device=state.device)
@@ -667,7 +687,10 @@ def fit(state: Run) -> None:
 
 
 def end_of_epoch(state: Run, epoch: int) -> None:
-    """What is done to the weights after each epoch, before its checkpoint: the weight average."""
+    """What is done to the model after an epoch's last step, before its checkpoint: precise BatchNorm
+    statistics, then the weight average."""
+    if state.cfg["train"]["precise_bn"]:
+        precise_bn(state, epoch)
     first = state.cfg["train"]["weight_averaging"]
     if first and epoch + 1 >= first:
         update_weight_average(state)
@@ -699,7 +722,7 @@ def train_one_epoch(state: Run, epoch: int, progress) -> tuple:
     state.dataset.set_epoch(epoch)
     loader = make_loader(state.dataset, state.micro_batch, state.sampler, state.workers, state.device.type == "cuda")
     state.train_model.train()
-    step, seen = skip, 0
+    step, seen, micro_batches = skip, 0, 0
     progress.restart_rate()
     loss_sum, correct = torch.zeros((), device=state.device), torch.zeros((), device=state.device)
     bad_step = torch.tensor(-1, device=state.device)  # first optimizer step with a non-finite loss, kept on the device
@@ -719,17 +742,59 @@ def train_one_epoch(state: Run, epoch: int, progress) -> tuple:
         loss_sum += loss.detach()
         correct += (logits.argmax(-1) == (labels if labels.ndim == 1 else labels[:, 0])).sum()  # "both": (coarse, fine)
         seen += len(labels)
+        micro_batches += 1
         progress.count(len(labels) * state.world)
         if not last_micro:
             continue
         optimizer_step(state.model, state.optimizer, state.scaler, tc["grad_clip"])  # unscale, clip, step, zero the grads
-        state.scheduler.step()  # warmup, then cosine: per optimizer step
+        state.scheduler.step()  # lr_factor: per optimizer step
         bad = torch.tensor(epoch * steps + step, device=state.device)
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), bad, bad_step)  # no sync with the host
         step += 1
         if step % state.log_every == 0 or step == steps or (state.world == 1 and state.stop_requested):
-            check_in(state, progress, epoch, step, bad_step, loss_sum.item() / max(1, seen / state.micro_batch))
-    return loss_sum.item() / max(1, seen / state.micro_batch), 100.0 * correct.item() / max(1, seen)
+            check_in(state, progress, epoch, step, bad_step, loss_sum.item() / micro_batches)
+    return loss_sum.item() / max(1, micro_batches), 100.0 * correct.item() / max(1, seen)
+
+
+def batchnorm_layers(model) -> list:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def precise_bn(state: Run, epoch: int) -> None:
+    """PySlowFast's precise BN after an epoch (update_bn_statistics) over train.precise_bn micro-batches
+    of training clips per process (fewer if the epoch has fewer); the processes average their statistics.
+    The clips are drawn as in a training epoch from a stream of their own (seed + 2**32; training seeds are
+    below 2**32), as PySlowFast draws them with a loader of their own."""
+    dataset = copy.copy(state.dataset)
+    dataset.seed += 2**32
+    dataset.set_epoch(epoch)
+    sampler = TrainSampler(len(dataset), state.micro_batch, 1, state.rank, state.world, dataset.seed)
+    sampler.set_epoch(epoch)
+    order = list(sampler)[: state.cfg["train"]["precise_bn"] * state.micro_batch]
+    loader = make_loader(dataset, state.micro_batch, order, state.workers, state.device.type == "cuda")
+    with autocast(state.device, state.precision):
+        update_bn_statistics(state.model, (clips.to(state.device, non_blocking=True) for clips, *_ in loader))
+    for bn in batchnorm_layers(state.model) if state.world > 1 else ():
+        for stats in (bn.running_mean, bn.running_var):
+            dist.all_reduce(stats)
+            stats /= state.world
+
+
+def update_bn_statistics(model, inputs) -> None:
+    """fvcore's update_bn_stats, which PySlowFast's precise BN calls: the running mean and variance of every
+    BatchNorm layer become the average over `inputs` (forward passes in training mode, no gradient) of each
+    batch's mean and unbiased variance; the layers' momentum is kept."""
+    layers = batchnorm_layers(model)
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None  # torch's cumulative average: after n batches, the mean of their n statistics
+    model.train()
+    with torch.no_grad():
+        for x in inputs:
+            model(x)
+    for bn, momentum in zip(layers, momenta):
+        bn.momentum = momentum
 
 
 def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: float) -> None:
@@ -748,21 +813,18 @@ def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: f
     lr = state.optimizer.param_groups[0]["lr"]
     clips_per_s = progress.update(epoch * steps + step, epoch, state.cfg["train"]["epochs"], mean_loss, lr)
     state.log({"type": "step", "epoch": epoch, "step": step, "loss": round(mean_loss, 5), "lr": lr, "clips_per_s": round(clips_per_s, 2)})
-    if flags[1] > 0 and step == steps:  # fit stops after the end-of-epoch work and its checkpoint
-        state.stop_at_epoch_end = True
-    elif flags[1] > 0:
-        state.save(epoch, step)
-        stop(state, progress, epoch, step)
-
-
-def stop(state: Run, progress, epoch: int, step: int) -> None:
-    """The end of a run stopped by Ctrl-C or SIGTERM, its checkpoint written."""
-    progress.close()
-    if state.is_main:
-        print(f"stopped at epoch {epoch + 1} step {step}/{state.sampler.steps_per_epoch()}; checkpoint "
-              f"{state.out / 'ckpt.pt'}. Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
-    state.log({"type": "interrupted", "epoch": epoch, "step": step})
-    sys.exit(130)
+    if flags[1] > 0:
+        if step == steps:  # the epoch's end-of-epoch work belongs to its checkpoint
+            end_of_epoch(state, epoch)
+            state.save(epoch + 1, 0)
+        else:
+            state.save(epoch, step)
+        progress.close()
+        if state.is_main:
+            print(f"stopped at epoch {epoch + 1} step {step}/{steps}; checkpoint {state.out / 'ckpt.pt'}. "
+                  f"Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
+        state.log({"type": "interrupted", "epoch": epoch, "step": step})
+        sys.exit(130)
 
 
 def final_evaluation(state: Run) -> dict:

@@ -1,6 +1,8 @@
 """Batches: a dataset of videos from a split CSV, the samplers, and the DataLoader around them.
 
-Training samples one clip per video: [T, 3, S, S] uint8. Testing samples a fixed grid of views,
+Training samples one clip per video: [T, 3, S, S] uint8, or `repeats` clips of one sampled set of
+frames, each augmented on its own (repeated augmentation: a batch of B videos holds B x repeats clips,
+PySlowFast's AUG.NUM_SAMPLE). Testing samples a fixed grid of views,
 clips x crops: [V, T, 3, S, S] uint8. Every random choice of a training sample comes from a
 generator seeded by (seed, epoch, index), so a run is the same whatever the number of workers or
 processes, and a resumed run repeats exactly what an uninterrupted one would have done.
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.augment import crop_views, train_augment
+from data.augment import crop_views, train_augment, view_size
 from data.splits import read_split
 from data.video import DecodeError, open_video, sample_indices, temporal_views
 
@@ -60,13 +62,14 @@ def flip_allowed(dataset: str, task: str) -> bool:
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True):
+    def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True,
+                 repeats: int = 1):
         self.videos, self.root = list(videos), Path(root)
         self.split_file = videos.path if isinstance(videos, Split) else None
         # label: "coarse" or "fine" (class ids), or "both" ((coarse, fine) pairs: labels [B, 2] in a batch)
         self.labels = [{"coarse": v.coarse_id, "fine": v.fine_id, "both": (v.coarse_id, v.fine_id)}[label] for v in self.videos]
         self.cfg_input, self.cfg_test = cfg["input"], cfg["test"]
-        self.train, self.seed, self.backend = train, seed, backend
+        self.train, self.seed, self.backend, self.repeats = train, seed, backend, repeats
         self.flip = flip and self.cfg_input["flip"]
         self.epoch = 0
 
@@ -81,11 +84,12 @@ class VideoDataset(torch.utils.data.Dataset):
         n = len(reader)
         if self.train:
             frames = torch.from_numpy(reader.get(sample_indices(n, self.cfg_input, rng))).permute(0, 3, 1, 2)
-            return train_augment(frames, self.cfg_input, rng, self.flip)
+            clips = [train_augment(frames, self.cfg_input, rng, self.flip) for _ in range(self.repeats)]
+            return clips if self.repeats > 1 else clips[0]
         views = []
         for position in temporal_views(self.cfg_test["clips"], self.cfg_input["sampling"]):
             frames = torch.from_numpy(reader.get(sample_indices(n, self.cfg_input, None, position))).permute(0, 3, 1, 2)
-            views += crop_views(frames, self.cfg_input["size"], self.cfg_test["short_side"], self.cfg_test["crops"])
+            views += crop_views(frames, view_size(self.cfg_input, self.cfg_test), self.cfg_test["short_side"], self.cfg_test["crops"])
         return torch.stack(views)
 
     def __getitem__(self, index: int):
@@ -110,7 +114,7 @@ class VideoDataset(torch.utils.data.Dataset):
                           f"`python -m data.check {check}`")
 
     def view_shape(self):
-        s, t = self.cfg_input["size"], self.cfg_input["frames"]
+        s, t = view_size(self.cfg_input, self.cfg_test), self.cfg_input["frames"]
         return (self.cfg_test["clips"] * self.cfg_test["crops"], t, 3, s, s)
 
 
@@ -146,8 +150,10 @@ def _worker_init(_):
 
 
 def collate(batch):
-    clips, labels, indices, failures = zip(*batch)
-    return torch.stack(clips), torch.tensor(labels), torch.tensor(indices), sum(failures)
+    """A training sample with repeated augmentation (a list of clips of one video) gives each clip its label and index."""
+    rows = [(c, label, index) for clip, label, index, _ in batch for c in (clip if isinstance(clip, list) else [clip])]
+    clips, labels, indices = zip(*rows)
+    return torch.stack(clips), torch.tensor(labels), torch.tensor(indices), sum(failures for *_, failures in batch)
 
 
 def make_loader(dataset, batch_size: int, sampler, workers: int, pin_memory: bool):

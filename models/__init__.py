@@ -79,7 +79,7 @@ def read_yaml(text_or_file):
     return yaml.load(text_or_file, Loader=RecipeLoader)
 
 
-DEFAULTS = {
+DEFAULTS = {  # a key added here defaults to what the code did without it: older checkpoints take that value
     "module": None,  # file in models/ that builds this model; defaults to the recipe's name
     "model": {},
     "pretrained": "none",
@@ -91,7 +91,19 @@ DEFAULTS = {
         "train_crop": "jitter",  # jitter (short side in `jitter`, random crop) | rrc (random resized crop)
         "jitter": [256, 320],
         "rrc_scale": [0.08, 1.0],
+        "jitter_inverse_uniform": False,  # jitter short side 1 / U[1 / high, 1 / low] (PySlowFast DATA.INV_UNIFORM_SAMPLE)
         "flip": True,  # switched off where the labels have a direction (see data.loader.flip_allowed)
+        # training augmentations, in this order (data/augment.py); each is off at 0
+        "randaugment": 0,  # RandAugment operations per clip (timm's n), on the source frames, one choice for all frames
+        "randaugment_magnitude": 9.0,  # timm's m, 0-10 (PySlowFast's AUG.AA_TYPE default rand-m9-mstd0.5-inc1)
+        "randaugment_magnitude_std": 0.5,  # timm's mstd: the magnitude of each operation ~ N(m, mstd)
+        "randaugment_prob": 0.5,  # each operation applies with this probability (timm's)
+        "color_jitter": 0.0,  # probability of colour jitter for a clip (X-CLIP AUG.COLOR_JITTER), factors per frame
+        "color_jitter_strength": [0.4, 0.4, 0.2, 0.1],  # brightness, contrast, saturation, hue (torchvision ColorJitter)
+        "grayscale": 0.0,  # probability that a clip turns grey (X-CLIP AUG.GRAY_SCALE)
+        "random_erasing": 0.0,  # probability of erased boxes in a clip (PySlowFast AUG.RE_PROB), after the crop
+        "random_erasing_mode": "pixel",  # const | rand | pixel: the boxes' fill (AUG.RE_MODE)
+        "random_erasing_count": 1,  # 1 to this many boxes per clip (AUG.RE_COUNT)
         "mean": [123.675, 116.28, 103.53],  # 0-255 units
         "std": [58.395, 57.12, 57.375],
     },
@@ -107,11 +119,19 @@ DEFAULTS = {
         "weight_decay": 0.05,
         "warmup_epochs": 0,
         "warmup_start_factor": 0.0,
+        "lr_policy": "cosine",  # cosine (to min_lr) | steps (PySlowFast steps_with_relative_lrs)
+        "cosine_after_warmup": True,  # false: the cosine spans every epoch and the warmup ramps to it (PySlowFast's default)
+        "lr_steps": [],  # steps: the epochs where each relative lr starts, the first 0 (SOLVER.STEPS)
+        "lr_step_factors": [],  # steps: the lr from each of them, relative to lr (SOLVER.LRS)
         "grad_clip": 1.0,  # max gradient norm; 0 disables
         "label_smoothing": 0.0,
         "mixup": 0.0,  # Beta(a, a) of mixup; 0 disables
         "cutmix": 0.0,  # Beta(a, a) of cutmix; 0 disables
         "mix_switch_prob": 0.5,  # with both on: probability of cutmix instead of mixup
+        "repeated_augmentation": 1,  # clips per video in a batch, each augmented on its own (PySlowFast AUG.NUM_SAMPLE)
+        "precise_bn": 0,  # after each epoch, recompute BatchNorm statistics over this many micro-batches per
+        #                   process (PySlowFast BN.USE_PRECISE_STATS / NUM_BATCHES_PRECISE); 0 disables
+        "sync_bn": False,  # BatchNorm statistics over all processes' clips (torch SyncBatchNorm; CUDA only)
         "precision": "bf16",  # bf16 | fp16 (grad scaler) | fp32; CPU runs always use fp32
         "workers": 8,
         "seed": 0,
@@ -121,7 +141,8 @@ DEFAULTS = {
     "test": {
         "clips": 1,  # temporal views
         "crops": 1,  # spatial views: 1 (centre) or 3 (along the long side)
-        "short_side": 256,  # short side before cropping `input.size`
+        "short_side": 256,  # short side before cropping
+        "crop_size": 0,  # the test crop (PySlowFast TEST_CROP_SIZE); 0: input.size
         "batch_size": 16,
     },
 }
@@ -304,6 +325,8 @@ def _from_to(low, high, high_included=True):
 CHOICES = {
     "input.sampling": ("segment", "dense"),
     "input.train_crop": ("jitter", "rrc"),
+    "input.random_erasing_mode": ("const", "rand", "pixel"),
+    "train.lr_policy": ("cosine", "steps"),
     "train.optimizer": ("adamw", "sgd"),
     "train.precision": ("bf16", "fp16", "fp32"),
     "test.crops": (1, 3),
@@ -316,6 +339,15 @@ RANGES = {  # key: (what the error says, test); a list's every value must pass
     "input.rrc_scale": ("in (0, 1]", lambda v: 0 < v <= 1),
     "input.mean": _from_to(0, 255),
     "input.std": _above(0),
+    "input.randaugment": _at_least(0),
+    "input.randaugment_magnitude": _from_to(0, 10),
+    "input.randaugment_magnitude_std": _at_least(0),
+    "input.randaugment_prob": _from_to(0, 1),
+    "input.color_jitter": _from_to(0, 1),
+    "input.color_jitter_strength": _at_least(0),
+    "input.grayscale": _from_to(0, 1),
+    "input.random_erasing": _from_to(0, 1),
+    "input.random_erasing_count": _at_least(1),
     "train.epochs": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.accum_steps": _at_least(1),
@@ -331,13 +363,19 @@ RANGES = {  # key: (what the error says, test); a list's every value must pass
     "train.mixup": _at_least(0),
     "train.cutmix": _at_least(0),
     "train.mix_switch_prob": _from_to(0, 1),
+    "train.lr_steps": _at_least(0),
+    "train.lr_step_factors": _above(0),
+    "train.repeated_augmentation": _at_least(1),
+    "train.precise_bn": _at_least(0),
     "train.workers": _at_least(0),
     "train.seed": _from_to(0, 2**32 - 1),  # numpy's generators take no negative seed
     "train.weight_averaging": _at_least(0),
     "test.clips": _at_least(1),
     "test.short_side": _at_least(1),
+    "test.crop_size": _at_least(0),
     "test.batch_size": _at_least(1),
 }
+ANY_TEST_CROP = {"resnet", "x3d", "slowfast"}  # model files whose heads average over every position
 FRACTIONAL = {"train.warmup_epochs"}  # DEFAULTS writes 0, but a fraction of an epoch is meant too
 RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "splits": None,
             "data_fingerprint": None}  # set by train.py
@@ -346,7 +384,9 @@ KINDS = {bool: ("true or false", "true or false"), int: ("an integer", "integers
 
 def _fits_default(default, value) -> bool:
     """`value` has the type of `default` (DEFAULTS): an int is a number too, a bool is not; a list has
-    the default's length and its values the type of the default's first."""
+    the default's length and its values the type of the default's first (an empty one: any numbers)."""
+    if default == []:
+        return isinstance(value, list) and all(_fits_default(0.0, v) for v in value)
     if isinstance(default, list):
         return isinstance(value, list) and len(value) == len(default) and all(_fits_default(default[0], v) for v in value)
     if isinstance(default, bool) or isinstance(value, bool):
@@ -357,6 +397,8 @@ def _fits_default(default, value) -> bool:
 
 
 def _default_kind(default) -> str:
+    if default == []:
+        return "a list of numbers"
     if isinstance(default, list):
         return f"a list of {len(default)} {KINDS[type(default[0])][1]}"
     return KINDS[type(default)][0]
@@ -403,6 +445,8 @@ def check_config(cfg: dict, source: str = None) -> dict:
             fail(f"{key} must be {' or '.join(map(str, choices)) if choices else 'a string'}, got {cfg[key]!r}")
     for section in ("input", "train", "test"):
         values = cfg.get(section)
+        if source and isinstance(values, dict):  # a checkpoint of an older version: keys added since do what it did
+            values.update({k: copy.deepcopy(v) for k, v in DEFAULTS[section].items() if k not in values})
         if not isinstance(values, dict) or set(values) != set(DEFAULTS[section]):
             odd = sorted(set(values) ^ set(DEFAULTS[section])) if isinstance(values, dict) else [section]
             fail(f"{section}.{odd[0]} is {'unknown' if isinstance(values, dict) and odd[0] in values else 'missing'}; "
@@ -423,12 +467,26 @@ def check_config(cfg: dict, source: str = None) -> dict:
     if inp["train_crop"] == "jitter" and inp["size"] > inp["jitter"][0]:
         fail(f"input.size {inp['size']} is larger than the short side it is cropped from (input.jitter {inp['jitter']}); "
              "raise input.jitter or lower input.size")
-    if inp["size"] > test["short_side"]:
-        fail(f"input.size {inp['size']} is larger than the short side it is cropped from (test.short_side {test['short_side']}); "
-             "raise test.short_side or lower input.size")
+    crop = test["crop_size"] or inp["size"]
+    if crop > test["short_side"]:
+        fail(f"the test crop {crop} (test.crop_size, or input.size where it is 0) is larger than the short side it is cropped "
+             f"from (test.short_side {test['short_side']}); raise test.short_side or lower the crop")
+    if crop != inp["size"] and (cfg.get("module") or cfg["model_name"]) not in ANY_TEST_CROP:
+        fail(f"test.crop_size {crop} differs from input.size {inp['size']}, which fixes the input of {cfg['model_name']}; only "
+             f"the CNNs ({', '.join(f'models/{m}.py' for m in sorted(ANY_TEST_CROP))}) take another test crop; set test.crop_size 0")
+    if inp["color_jitter_strength"][3] > 0.5:
+        fail(f"input.color_jitter_strength is brightness, contrast, saturation, hue with hue <= 0.5, got {inp['color_jitter_strength']}")
     if train["min_lr"] > train["lr"]:
         fail(f"train.min_lr {train['min_lr']} is above train.lr {train['lr']}")
     if train["weight_averaging"] > train["epochs"]:
         fail(f"train.weight_averaging {train['weight_averaging']} starts the weight average after the last epoch "
              f"(train.epochs {train['epochs']}); set it to at most {train['epochs']}, or 0 for none")
+    steps, factors = train["lr_steps"], train["lr_step_factors"]
+    if train["lr_policy"] == "steps" and not (steps and steps[0] == 0 and len(factors) == len(steps)
+                                              and all(a < b for a, b in zip(steps, steps[1:]))):
+        fail(f"train.lr_policy steps needs train.lr_steps, increasing epochs from 0, and a train.lr_step_factors value "
+             f"for each; got lr_steps {steps}, lr_step_factors {factors}")
+    if train["lr_policy"] != "steps" and (steps or factors):
+        fail(f"train.lr_steps and train.lr_step_factors belong to train.lr_policy steps (the cosine ignores them); "
+             f"set train.lr_policy=steps or remove them")
     return cfg

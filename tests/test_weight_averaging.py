@@ -16,7 +16,7 @@ from models import check_config
 def test_the_average_is_the_mean_of_the_weights_after_each_epoch_from_the_first_averaged_one():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    state = SimpleNamespace(cfg={"train": {"weight_averaging": 2}}, model=model, weight_average=None)
+    state = SimpleNamespace(cfg={"train": {"weight_averaging": 2, "precise_bn": 0}}, model=model, weight_average=None)
     snapshots = []
     for epoch in range(4):
         with torch.no_grad():
