@@ -170,10 +170,10 @@ def evaluate_split(model, cfg, split, videos, video_root, label, class_names, de
     folder of decoded-frame caches (data.loader.cache_frames) or None."""
     if hasattr(unwrap(model), "set_class_names"):
         unwrap(model).set_class_names(class_names)
-    frames = cache_frames(videos, video_root, backend, frame_cache, name=split) if frame_cache else None
+    workers = min(cfg["train"]["workers"], os.cpu_count() or 1)
+    frames = cache_frames(videos, video_root, backend, frame_cache, workers, split) if frame_cache else None
     dataset = VideoDataset(videos, video_root, label, cfg, train=False, seed=cfg["train"]["seed"], backend=backend, frames=frames)
     shard = list(range(rank, len(dataset), world))
-    workers = min(cfg["train"]["workers"], os.cpu_count() or 1)
     loader = make_loader(dataset, cfg["test"]["batch_size"], shard, workers, device.type == "cuda")
     probs, labels, failed = predict(model, loader, device, cfg["train"]["precision"], rank, world, progress)
     ok = ~failed

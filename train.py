@@ -413,7 +413,7 @@ def setup(args, make_model=None, label=None) -> Run:
     else:
         torch.manual_seed(tc["seed"] + rank)
     if state.frame_cache:  # after every check: decoding a split's videos is the first thing that reads them
-        dataset.frames = cache_frames(dataset.videos, video_root, args.backend, state.frame_cache, name=train_split)
+        dataset.frames = cache_frames(dataset.videos, video_root, args.backend, state.frame_cache, state.workers, train_split)
     if world > 1:
         state.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     if tc["compile"]:

@@ -225,11 +225,11 @@ def cache_key(videos, root, backend: str) -> str:
     return h.hexdigest()[:24]
 
 
-def cache_frames(videos, root, backend: str, cache_dir, name: str = "", workers: int = min(8, os.cpu_count() or 1)) -> FrameCache:
-    """The FrameCache of `videos` under cache_dir/<cache_key>: opened if there, else every video decoded
-    once by data.video.open_video (all frames, source resolution; `workers` processes) and written to a
-    temporary folder renamed into place, so a half-written cache is never read and concurrent runs
-    each write a whole one (the first rename wins). Too little disk space is a one-line error."""
+def cache_frames(videos, root, backend: str, cache_dir, workers: int = 0, name: str = "") -> FrameCache:
+    """The FrameCache of `videos` under cache_dir/<cache_key>: opened if there, else every video decoded once
+    by data.video.open_video (all frames, source resolution; in `workers` loader processes, 0: in this one)
+    and written to a temporary folder renamed into place, so a half-written cache is never read and
+    concurrent runs each write a whole one (the first rename wins). Too little disk space is a one-line error."""
     folder = Path(cache_dir) / cache_key(videos, root, backend)
     if (folder / "index.npy").is_file():
         return FrameCache(folder)
