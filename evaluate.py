@@ -44,7 +44,7 @@ import torch.distributed as dist
 
 from data.augment import crop_views, view_size
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
-from data.loader import VideoDataset, load_videos, make_loader
+from data.loader import VideoDataset, cache_frames, load_videos, make_loader
 from data.splits import SPLITS, read_dataset, read_dataset_info
 from data.video import DecodeError, open_video, sample_indices
 from models import DEFAULTS, apply_override, build_model, check_config, check_model, list_models, load_recipe, parse_override
@@ -221,13 +221,16 @@ def predict(model, loader, device, precision: str, rank: int = 0, world: int = 1
     return probs, labels, failed
 
 
-def evaluate_split(model, cfg, split, videos, video_root, label, class_names, device, rank=0, world=1, backend="decord", progress=False):
-    """Accuracy of `model` on the videos of one val split, scored against `class_names`."""
+def evaluate_split(model, cfg, split, videos, video_root, label, class_names, device, rank=0, world=1, backend="decord", progress=False,
+                   frame_cache=None):
+    """Accuracy of `model` on the videos of one val split, scored against `class_names`; frame_cache: a
+    folder of decoded-frame caches (data.loader.cache_frames) or None."""
     if hasattr(unwrap(model), "set_class_names"):
         unwrap(model).set_class_names(class_names)
-    dataset = VideoDataset(videos, video_root, label, cfg, train=False, seed=cfg["train"]["seed"], backend=backend)
-    shard = list(range(rank, len(dataset), world))
     workers = min(cfg["train"]["workers"], os.cpu_count() or 1)
+    frames = cache_frames(videos, video_root, backend, frame_cache, workers, split) if frame_cache else None
+    dataset = VideoDataset(videos, video_root, label, cfg, train=False, seed=cfg["train"]["seed"], backend=backend, frames=frames)
+    shard = list(range(rank, len(dataset), world))
     loader = make_loader(dataset, cfg["test"]["batch_size"], shard, workers, device.type == "cuda")
     probs, labels, failed = predict(model, loader, device, cfg["train"]["precision"], rank, world, progress)
     ok = ~failed
@@ -243,14 +246,14 @@ def evaluate_split(model, cfg, split, videos, video_root, label, class_names, de
     }
 
 
-def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world=1, backend="decord", progress=False):
+def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world=1, backend="decord", progress=False, frame_cache=None):
     """Known (same-set val) and Unknown (other-set val) accuracies of a model trained on one set;
     `val_videos` as read_splits returns them."""
     hierarchy = load_hierarchy(cfg["dataset"])
     task, s = cfg["task"], cfg["train_set"]
     known, unknown = (
         evaluate_split(model, cfg, f"val_set{k}", val_videos[f"val_set{k}"], video_root, task, hierarchy.class_names(task, k),
-                       device, rank, world, backend, progress)
+                       device, rank, world, backend, progress, frame_cache)
         for k in (s, 3 - s)
     )
     result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}

@@ -44,7 +44,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from data.hierarchy import DATASETS, check_dataset, load_hierarchy
-from data.loader import TrainSampler, VideoDataset, flip_allowed, make_loader
+from data.loader import TrainSampler, VideoDataset, cache_frames, flip_allowed, make_loader
 from evaluate import (
     autocast, average_directions, average_runs, evaluate_direction, first_line, format_average, format_direction, git_commit,
     init_distributed, load_checkpoint, load_model_state, pick_device, read_result, read_splits, resolve_data, results_json, unwrap,
@@ -52,6 +52,7 @@ from evaluate import (
 )
 from models import apply_override, build_model, check_config, check_model, list_models, load_recipe, model_class, parse_override
 
+FRAME_CACHE = Path("cache") / "frames"  # --cache-frames: data.loader.cache_frames writes one folder per split there
 FLAG_OVERRIDES = {  # flag -> recipe key
     "frames": ("input", "frames"),
     "batch_size": ("train", "batch_size"),
@@ -89,6 +90,9 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe key, e.g. train.warmup_epochs=2")
     p.add_argument("--backend", default="decord", choices=["decord", "pyav"], help="video decoder")
+    p.add_argument("--cache-frames", action="store_true",
+                   help=f"decode every video of the splits used once into {FRAME_CACHE}/ (uint8, memory-mapped, shared by "
+                        "runs) and read clips from there: the same frames, no decoding per clip (the main job always does)")
     p.add_argument("--device")
     p.add_argument("--log-every", type=int, default=10, help="optimizer steps between log lines")
     p.add_argument("--appearance", choices=["coupled", "shared"],
@@ -324,6 +328,7 @@ def main_job(args) -> dict:
             raise SystemExit(f"error: {ckpt.parent} was trained on other videos than {root} holds now (it was rendered "
                              f"again, by another generator version or options); delete {runs} to train on these, or keep "
                              f"it and write the new runs elsewhere: python train.py --out DIR")
+    args.cache_frames = True  # the main job always decodes its videos once
     directions = launch([(runs / f"set{s}", ["--model", MAIN_JOB_MODEL, "--data", "synta", "--splits", str(splits),
                                               "--train-set", str(s), *["--tiny"] * args.tiny]) for s in (1, 2)], args)
     summary = {"directions": directions, "average": average_directions([d["top1"] for d in directions])}
@@ -332,7 +337,7 @@ def main_job(args) -> dict:
 
 
 SETTING_FLAGS = [*(k for k in FLAG_OVERRIDES if k != "workers"), "tiny", "compile", "set"]  # a new run's settings
-RUNTIME_FLAGS = ["workers", "splits", "root", "backend", "device", "log_every"]  # flags a resumed run takes too
+RUNTIME_FLAGS = ["workers", "splits", "root", "backend", "device", "log_every", "cache_frames"]  # flags a resumed run takes too
 
 
 def grid(args) -> list:
@@ -455,6 +460,7 @@ class Run:
     workers: int
     backend: str
     log_every: int
+    frame_cache: Path = None  # the folder of decoded-frame caches (--cache-frames), or None: decode every clip
     start_epoch: int = 0  # where training continues: epoch, and optimizer steps done in it
     start_step: int = 0
     decode_failures: int = 0
@@ -498,6 +504,8 @@ def setup(args, make_model=None, label=None) -> Run:
     tc, label = cfg["train"], label or cfg["task"]
     if label == "both" and (tc["mixup"] > 0 or tc["cutmix"] > 0):
         raise SystemExit("error: train.mixup and train.cutmix mix one kind of label; set them to 0 to train on coarse and fine labels")
+    if args.cache_frames and world > 1:
+        raise SystemExit("error: --cache-frames is for single-process runs; leave it out with torchrun")
     micro_batch, rest = divmod(tc["batch_size"], world * tc["accum_steps"])
     if micro_batch == 0 or rest:
         raise SystemExit(f"error: train.batch_size {tc['batch_size']} must be a multiple of processes x accum_steps "
@@ -532,11 +540,14 @@ def setup(args, make_model=None, label=None) -> Run:
                 loss_fn=partial(compute_loss, label_smoothing=tc["label_smoothing"], num_classes=len(class_names)),
                 dataset=dataset, sampler=sampler, val_videos={k: videos[k] for k in ("val_set1", "val_set2")},
                 video_root=video_root, num_classes=len(class_names), micro_batch=micro_batch,
-                workers=min(tc["workers"], os.cpu_count() or 1), backend=args.backend, log_every=args.log_every)
+                workers=min(tc["workers"], os.cpu_count() or 1), backend=args.backend, log_every=args.log_every,
+                frame_cache=FRAME_CACHE if args.cache_frames else None)
     if ckpt:
         restore(state, ckpt, out / "ckpt.pt")
     else:
         torch.manual_seed(tc["seed"] + rank)
+    if state.frame_cache:  # after every check: decoding a split's videos is the first thing that reads them
+        dataset.frames = cache_frames(dataset.videos, video_root, args.backend, state.frame_cache, state.workers, train_split)
     if world > 1:
         state.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     if tc["compile"]:
@@ -836,7 +847,7 @@ def final_evaluation(state: Run) -> dict:
     if note and state.is_main:
         print(f"evaluating {note}", file=sys.stderr)
     result = evaluate_direction(state.model, state.cfg, state.val_videos, state.video_root, state.device, state.rank,
-                                state.world, state.backend, progress=state.is_main)
+                                state.world, state.backend, progress=state.is_main, frame_cache=state.frame_cache)
     result["checkpoint"] = str(state.out / "ckpt.pt")
     result["train_decode_failures"] = state.decode_failures
     if state.is_main:

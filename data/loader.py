@@ -10,8 +10,18 @@ processes, and a resumed run repeats exactly what an uninterrupted one would hav
 Only a file that cannot be decoded (data.video.DecodeError) counts as a decode failure: replaced by
 another video in training, reported in testing. Any other exception (a setting out of range, a bug)
 propagates.
+
+With a FrameCache (train.py --cache-frames), every frame of every video of a split is decoded once by
+the same reader and read back from a memory-mapped file, so a clip costs an array read instead of a
+decode, with the same frames.
 """
+import errno
+import hashlib
+import json
 import logging
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +73,7 @@ def flip_allowed(dataset: str, task: str) -> bool:
 
 class VideoDataset(torch.utils.data.Dataset):
     def __init__(self, videos, root, label: str, cfg: dict, train: bool, seed: int = 0, backend: str = "decord", flip=True,
-                 repeats: int = 1):
+                 repeats: int = 1, frames: "FrameCache" = None):
         self.videos, self.root = list(videos), Path(root)
         self.split_file = videos.path if isinstance(videos, Split) else None
         # label: "coarse" or "fine" (class ids), or "both" ((coarse, fine) pairs: labels [B, 2] in a batch)
@@ -71,6 +81,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.cfg_input, self.cfg_test = cfg["input"], cfg["test"]
         self.train, self.seed, self.backend, self.repeats = train, seed, backend, repeats
         self.flip = flip and self.cfg_input["flip"]
+        self.frames = frames  # a FrameCache of these videos, or None: decode every clip
         self.epoch = 0
 
     def __len__(self):
@@ -80,7 +91,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def load(self, index: int, rng) -> torch.Tensor:
-        reader = open_video(self.root / self.videos[index].path, self.backend)
+        reader = self.frames.reader(index) if self.frames else open_video(self.root / self.videos[index].path, self.backend)
         n = len(reader)
         if self.train:
             frames = torch.from_numpy(reader.get(sample_indices(n, self.cfg_input, rng))).permute(0, 3, 1, 2)
@@ -143,6 +154,126 @@ class TrainSampler(torch.utils.data.Sampler):
         for m in range(self.skip, self.steps_per_epoch() * self.accum):
             start = m * chunk + self.rank * self.micro_batch
             yield from order[start : start + self.micro_batch]
+
+
+# ---------------------------------------------------------------------------------------------
+# the decoded-frame cache
+
+
+class CachedVideo:
+    """A video's frames from the cache, behind the reader interface of data.video (len, get)."""
+
+    def __init__(self, frames: np.ndarray):
+        self.frames = frames  # uint8 [F, H, W, 3], a view of the memory map
+
+    def __len__(self):
+        return len(self.frames)
+
+    def get(self, indices) -> np.ndarray:
+        return self.frames[np.asarray(indices, dtype=np.int64)]
+
+
+class FrameCache:
+    """The frames of a split's videos as cache_frames wrote them: `frames.u8`, every frame of every
+    video one after the other (uint8, H x W x 3, as the reader returned them), memory-mapped read-only
+    and shared by every run and loader process; `index.npy`, per video (byte offset, frames, height,
+    width), frames 0 for a video that failed to decode, whose reason is in `failures.json`."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.index = np.load(self.folder / "index.npy")
+        self.failures = {int(k): v for k, v in json.loads((self.folder / "failures.json").read_text()).items()}
+        size = (self.folder / "frames.u8").stat().st_size
+        self.data = np.memmap(self.folder / "frames.u8", np.uint8, "r") if size else np.zeros(0, np.uint8)
+
+    def __reduce__(self):  # a spawned loader process maps the file again instead of receiving a copy
+        return FrameCache, (self.folder,)
+
+    def __len__(self):
+        return len(self.index)
+
+    def reader(self, i: int) -> CachedVideo:
+        offset, n, h, w = (int(x) for x in self.index[i])
+        if n == 0:
+            raise DecodeError(self.failures[i])
+        return CachedVideo(self.data[offset : offset + n * h * w * 3].reshape(n, h, w, 3))
+
+
+class _WholeVideos(torch.utils.data.Dataset):
+    def __init__(self, paths, backend):
+        self.paths, self.backend = paths, backend
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        """-> (index, all frames [F, H, W, 3] or the reason the video failed to decode)"""
+        try:
+            reader = open_video(self.paths[i], self.backend)
+            return i, reader.get(range(len(reader)))
+        except DecodeError as e:
+            return i, str(e)
+
+
+def cache_key(videos, root, backend: str) -> str:
+    """Hash of the split's video list, the video root, the reader and each file's size and mtime, so a
+    changed, replaced or moved video gives another key and is decoded again."""
+    h = hashlib.sha256(json.dumps([str(Path(root).resolve()), backend]).encode())
+    for v in videos:
+        try:
+            st = os.stat(Path(root) / v.path)
+            h.update(json.dumps([v.path, st.st_size, st.st_mtime_ns]).encode())
+        except OSError:  # a missing file: decoding records the failure
+            h.update(json.dumps([v.path, None]).encode())
+    return h.hexdigest()[:24]
+
+
+def cache_frames(videos, root, backend: str, cache_dir, workers: int = 0, name: str = "") -> FrameCache:
+    """The FrameCache of `videos` under cache_dir/<cache_key>: opened if there, else every video decoded once
+    by data.video.open_video (all frames, source resolution; in `workers` loader processes, 0: in this one)
+    and written to a temporary folder renamed into place, so a half-written cache is never read and
+    concurrent runs each write a whole one (the first rename wins). Too little disk space is a one-line error."""
+    folder = Path(cache_dir) / cache_key(videos, root, backend)
+    if (folder / "index.npy").is_file():
+        return FrameCache(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    print(f"decoding the {len(videos)} videos of {name or 'a split'} once into {folder}", file=sys.stderr, flush=True)
+    index, failures, offset = np.zeros((len(videos), 4), np.int64), {}, 0
+    paths = [Path(root) / v.path for v in videos]
+    decoded = torch.utils.data.DataLoader(_WholeVideos(paths, backend), batch_size=None, num_workers=workers,
+                                          worker_init_fn=_worker_init)  # frames come back as tensors, in shared memory
+    try:
+        with open(tmp / "frames.u8", "wb") as f:
+            for i, frames in decoded:
+                if isinstance(frames, str):
+                    failures[i] = frames
+                    log.warning("could not decode %s", frames)
+                    continue
+                if offset == 0:  # the first video sizes the whole split
+                    need, free = frames.nbytes * len(videos), shutil.disk_usage(tmp).free
+                    if need > free:
+                        raise OSError(errno.ENOSPC, f"about {need / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free")
+                f.write(frames.numpy().data)
+                index[i] = (offset, *frames.shape[:3])
+                offset += frames.nbytes
+        np.save(tmp / "index.npy", index)
+        (tmp / "failures.json").write_text(json.dumps(failures))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another run renamed its copy first
+            if not (folder / "index.npy").is_file():
+                raise
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise SystemExit(f"error: the decoded frames of {name or 'a split'} ({len(videos)} videos) do not fit on the disk "
+                         f"of {cache_dir} ({e.strerror}); free space there or train without --cache-frames") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FrameCache(folder)
 
 
 def _worker_init(_):
