@@ -181,6 +181,8 @@ def evaluate_split(model, cfg, split, videos, video_root, label, class_names, de
         "failed_to_decode": int(failed.sum()),
         "top1": top1(pred[ok], labels[ok]),
         "mean_class": mean_class_accuracy(pred[ok], labels[ok]),
+        # per decoded video: its row in the split CSV, the predicted and the true class (McNemar, bootstrap)
+        "predictions": {"index": ok.nonzero().flatten().tolist(), "pred": pred[ok].tolist(), "label": labels[ok].tolist()},
     }
 
 
@@ -196,6 +198,9 @@ def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world
     )
     result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}
     result["views"] = f"{cfg['test']['clips']}x{cfg['test']['crops']}"
+    if "disentangle" in cfg:
+        result["disentangle"] = cfg["disentangle"]
+    result["predictions"] = {part["split"]: part.pop("predictions") for part in (known, unknown)}
     result["known"], result["unknown"] = known, unknown
     result["top1"] = direction_metrics(known["top1"], unknown["top1"])
     result["mean_class"] = direction_metrics(known["mean_class"], unknown["mean_class"])
@@ -266,6 +271,9 @@ def build_without_weights(cfg: dict, class_names: list):
     cfg = {**cfg, "pretrained": "none", "model": dict(cfg["model"])}
     if "teacher" in cfg["model"]:
         cfg["model"]["teacher"] = "none"
+    if "disentangle" in cfg:  # a run of disentangle.py: the model inside its coarse/fine wrapper
+        from disentangle import build_disentangled
+        return build_disentangled(cfg, class_names)
     return build_model(cfg, class_names)
 
 
