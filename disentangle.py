@@ -90,35 +90,61 @@ def coarse_from_fine(fine_logits: torch.Tensor, parents: torch.Tensor, num_coars
 
 class Disentangled(nn.Module):
     """A model of models/ with a coarse and a fine head (see the module docstring); `variant` one of VARIANTS.
-    It follows the same contract: forward(clips) -> coarse logits (in training a dict with "fine_logits"),
-    forward_features -> z_c, forward_head(z_c) -> coarse logits."""
+    It follows the same contract: forward(clips) -> coarse logits (in training a dict with "fine_logits"
+    and the model's own "aux_loss" where it has one), forward_features -> z_c, forward_head(z_c) -> coarse
+    logits.
+
+    placement "inside" (EZ-CLIP only; the study's placement, "beside its adapters"): r_c and r_f act on
+    the class token of every frame inside EZ-CLIP's last visual block, beside its Adapter: with x the
+    Adapter's input and y its output, c = y + r_c(x) and f = c + r_f(x) each go on through the rest of
+    the block (c + MLP(LN(c))), ln_post and the projection, then the frame average: z_c and z_f. The
+    branches are as wide as the visual tower; EZ-CLIP's motion loss reads the coarse stream's frames."""
 
     def __init__(self, model: nn.Module, variant: str, coarse_names: list, fine_names: list, parents: list,
-                 branch_ratio: float = 0.25):
+                 branch_ratio: float = 0.25, placement: str = "head"):
         super().__init__()
-        self.model, self.variant = model, variant
+        self.model, self.variant, self.placement = model, variant, placement
         self.num_features, self.coarse_names, self.num_coarse = model.num_features, list(coarse_names), len(coarse_names)
         self.text = hasattr(model, "class_logits")
         self.fine_names = list(fine_names)
         self.register_buffer("parents", torch.tensor(parents), persistent=False)
         if variant == "disentangled":
-            self.coarse_branch = branch(model.num_features, branch_ratio)  # r_c
-            self.fine_branch = branch(model.num_features, branch_ratio)  # r_f
+            width = model.visual.transformer.width if placement == "inside" else model.num_features
+            self.coarse_branch = branch(width, branch_ratio)  # r_c
+            self.fine_branch = branch(width, branch_ratio)  # r_f
         if variant != "base" and not self.text:
             self.fine_head = nn.Linear(model.num_features, len(fine_names))
             nn.init.normal_(self.fine_head.weight, std=0.01)  # as the PySlowFast heads (fc_init_std)
             nn.init.zeros_(self.fine_head.bias)
 
     def representations(self, clips):
-        """-> (z_c, z_f, context)"""
+        """-> (z_c, z_f, context, the coarse stream's frame features [B, T, D] ("inside") or None)"""
+        if self.placement == "inside":
+            return self.inside(clips)
         z, context = self.model.forward_features(clips, return_context=True) if self.text else (self.model.forward_features(clips), None)
         if self.variant != "disentangled":
-            return z, z, context
+            return z, z, context, None
         z_c = z + self.coarse_branch(z)
-        return z_c, z_c + self.fine_branch(z), context
+        return z_c, z_c + self.fine_branch(z), context, None
+
+    def inside(self, clips):
+        """EZ-CLIP's frame features with the branches beside its last visual Adapter (see the class docstring)."""
+        block, seen = self.model.visual.transformer.resblocks[-1], {}
+        hook = block.Adapter.register_forward_hook(lambda module, args, out: seen.update(x=args[0][:, 0], y=out[:, 0]))
+        try:
+            frames = self.model.encode_frames(clips)
+        finally:
+            hook.remove()
+        if self.variant != "disentangled":
+            return frames.float().mean(1), frames.float().mean(1), None, frames
+        c = seen["y"] + self.coarse_branch(seen["x"])
+        f = c + self.fine_branch(seen["x"])
+        coarse, fine = (self.model.visual.pool((s + block.drop_path(block.mlp(block.ln_2(s)))).unsqueeze(1)).unflatten(0, clips.shape[:2])
+                        for s in (c, f))
+        return coarse.float().mean(1), fine.float().mean(1), None, coarse
 
     def forward_features(self, clips, return_context: bool = False):
-        z_c, _, context = self.representations(clips)
+        z_c, _, context, _ = self.representations(clips)
         return (z_c, context) if return_context else z_c
 
     def fine_logits(self, z_f, context=None):
@@ -132,10 +158,16 @@ class Disentangled(nn.Module):
     def forward(self, clips):
         if self.variant == "base":
             return self.model(clips)
-        z_c, z_f, context = self.representations(clips)
+        z_c, z_f, context, frames = self.representations(clips)
         fine = self.fine_logits(z_f, context) if self.training or self.variant == "fine_only" else None
         coarse = coarse_from_fine(fine, self.parents, self.num_coarse) if self.variant == "fine_only" else self.forward_head(z_c, context)
-        return {"logits": coarse, "fine_logits": fine} if self.training else coarse
+        if not self.training:
+            return coarse
+        out = {"logits": coarse, "fine_logits": fine}
+        if frames is not None and self.model.motion_weight:  # EZ-CLIP's own loss, on the coarse stream
+            from models.ezclip import motion_loss
+            out["aux_loss"] = self.model.motion_weight * motion_loss(frames)
+        return out
 
     def set_class_names(self, names) -> None:
         """The coarse label space (evaluation sets it); only text models can score other classes."""
@@ -159,28 +191,30 @@ def build_disentangled(cfg: dict, class_names: list) -> Disentangled:
     settings = cfg["disentangle"]
     if cfg["task"] != "coarse":
         raise SystemExit("error: disentangle.py trains the coarse task (with fine labels as a second target); leave out --task")
+    if settings["placement"] == "inside" and cfg["model_name"] != "ezclip":
+        raise SystemExit(f"error: --placement inside is EZ-CLIP's (beside its adapters); {cfg['model_name']} takes --placement head")
     own_loss = OWN_LOSS.get(cfg["model_name"])
-    if own_loss and cfg["model"][own_loss]:
+    if own_loss and cfg["model"][own_loss] and settings["placement"] == "head":
         raise SystemExit(f"error: {cfg['model_name']} adds a loss of its own in training (model.{own_loss}), which the coarse "
                          f"and fine heads on forward_features cannot add; pass --set model.{own_loss}=0 (it then holds for "
-                         "every variant, the base one included)")
+                         f"every variant, the base one included){' or --placement inside' * (cfg['model_name'] == 'ezclip')}")
     hierarchy = load_hierarchy(cfg["dataset"])
     model = build_model(cfg, class_names)
     return Disentangled(model, settings["variant"], class_names, hierarchy.fine_names(cfg["train_set"]),
-                        hierarchy.coarse_of(cfg["train_set"]), settings["branch_ratio"])
+                        hierarchy.coarse_of(cfg["train_set"]), settings["branch_ratio"], settings["placement"])
 
 
 def loss_fn(model, clips, labels, variant: str, fine_weight: float, label_smoothing: float = 0.0):
     """train.py's Run.loss_fn for `variant`: labels [B, 2] (coarse, fine) -> (loss, coarse logits).
-    base: train.py's own loss; fine_only: CE(fine); the others: CE(coarse) + fine_weight * CE(fine)."""
+    base: train.py's own loss; fine_only: CE(fine); the others: CE(coarse) + fine_weight * CE(fine); plus the
+    model's own loss where the wrapper returns one (EZ-CLIP inside)."""
     if variant == "base":
         return train.compute_loss(model, clips, labels[:, 0], label_smoothing)
     out = model(clips)
-    fine = F.cross_entropy(out["fine_logits"].float(), labels[:, 1], label_smoothing=label_smoothing)
-    if variant == "fine_only":
-        return fine, out["logits"]
-    coarse = F.cross_entropy(out["logits"].float(), labels[:, 0], label_smoothing=label_smoothing)
-    return coarse + fine_weight * fine, out["logits"]
+    loss = F.cross_entropy(out["fine_logits"].float(), labels[:, 1], label_smoothing=label_smoothing)
+    if variant != "fine_only":
+        loss = F.cross_entropy(out["logits"].float(), labels[:, 0], label_smoothing=label_smoothing) + fine_weight * loss
+    return loss + out.get("aux_loss", 0), out["logits"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +260,7 @@ def run_folder(root, variant: str, seed: int, train_set: int) -> Path:
 def run_config(args, variant: str) -> dict:
     """What this script adds to a run's config (stored in its checkpoint: evaluate.py rebuilds the wrapper from it)."""
     return {"disentangle": {"variant": variant, "fine_weight": args.fine_weight, "branch_ratio": args.branch_ratio,
-                            "placement": "head"}}
+                            "placement": args.placement}}
 
 
 def differences(a: dict, b: dict, prefix: str = ""):
@@ -451,6 +485,8 @@ def parse_args(argv=None):
     p.add_argument("--variants", type=lambda t: number_list(t, str), help=f"a subset of {','.join(VARIANTS)} (default: all)")
     p.add_argument("--lambda", dest="fine_weight", type=float, default=1.0, help="weight of the fine cross-entropy (default 1)")
     p.add_argument("--branch-ratio", type=float, default=0.25, help="hidden width of r_c and r_f / D (default 0.25)")
+    p.add_argument("--placement", default="head", choices=["head", "inside"],
+                   help="head: the branches on forward_features (every model); inside: beside EZ-CLIP's last visual Adapter")
     p.add_argument("--splits", help="prepared split folder (default: splits/<data>)")
     p.add_argument("--root", help="video root (default: the one recorded with the splits)")
     p.add_argument("--out", help="folder of the runs (default: runs/disentangle/<model>_<data>; --experiment: runs/disentangle)")
