@@ -258,6 +258,8 @@ def evaluate_direction(model, cfg, val_videos, video_root, device, rank=0, world
     )
     result = {"model": cfg["model_name"], "dataset": cfg["dataset"], "task": task, "train_set": s}
     result["views"] = f"{cfg['test']['clips']}x{cfg['test']['crops']}"
+    if "disentangle" in cfg:
+        result["disentangle"] = cfg["disentangle"]
     result["predictions"] = {part["split"]: part.pop("predictions") for part in (known, unknown)}
     result["known"], result["unknown"] = known, unknown
     result["top1"] = direction_metrics(known["top1"], unknown["top1"])
@@ -368,6 +370,9 @@ def build_without_weights(cfg: dict, class_names: list):
     cfg = {**cfg, "pretrained": "none", "model": dict(cfg["model"])}
     if "teacher" in cfg["model"]:
         cfg["model"]["teacher"] = "none"
+    if "disentangle" in cfg:  # a run of disentangle.py: the model inside its coarse/fine wrapper
+        from disentangle import build_disentangled
+        return build_disentangled(cfg, class_names)
     return build_model(cfg, class_names)
 
 

@@ -307,21 +307,29 @@ def check_flags(args) -> None:
 MAIN_JOB_MODEL = "i3d_small"
 
 
-def main_job(args) -> dict:
-    """Generate (once) the small Syn-TA profile, train the small model on each set, print the table."""
+def small_synta(appearance: str) -> Path:
+    """Syn-TA's small profile in cache/synta_small_<appearance>, generated and prepared once -> its splits folder."""
     from data.prepare import prepare
-    from data.splits import read_dataset
     from data.synta import PROFILES, generate
-    from evaluate import data_fingerprint
 
-    appearance = args.appearance or "coupled"
     root = Path("cache") / f"synta_small_{appearance}"
-    print(f"main job: Syn-TA small profile ({appearance} appearance) in {root}, {MAIN_JOB_MODEL} from scratch, "
-          "both directions", file=sys.stderr)
     generate(root, **PROFILES["small"], appearance=appearance, progress=sys.stderr.isatty())
     splits = root / "splits"
     if not (splits / "dataset.yaml").is_file():
         prepare("synta", root, splits)
+    return splits
+
+
+def main_job(args) -> dict:
+    """Generate (once) the small Syn-TA profile, train the small model on each set, print the table."""
+    from data.splits import read_dataset
+    from evaluate import data_fingerprint
+
+    appearance = args.appearance or "coupled"
+    print(f"main job: Syn-TA small profile ({appearance} appearance) in cache/synta_small_{appearance}, {MAIN_JOB_MODEL} "
+          "from scratch, both directions", file=sys.stderr)
+    splits = small_synta(appearance)
+    root = splits.parent
     runs, fingerprint = Path(args.out or "runs") / f"main_job_{appearance}", data_fingerprint(root, read_dataset(splits)[1])
     for ckpt in runs.glob("set[12]/ckpt.pt"):  # a run of videos rendered before the cache was made again
         if load_checkpoint(ckpt, mmap=True)["config"].get("data_fingerprint", fingerprint) != fingerprint:
@@ -467,6 +475,7 @@ class Run:
     stop_requested: bool = False
     weight_average: dict = None  # train.weight_averaging: {"epochs": n, "model": the mean of the n epochs' weights}
     log_file: object = None
+    resume_command: str = ""  # printed after a stop; default: python train.py --resume <out>/ckpt.pt
 
     @property
     def is_main(self) -> bool:
@@ -492,15 +501,17 @@ class Run:
             dist.barrier()
 
 
-def setup(args, make_model=None, label=None) -> Run:
+def setup(args, make_model=None, label=None, config=None) -> Run:
     """Everything before the first step, cheapest checks first: the settings, all four split files,
     the model, optimizer and schedule, then a resumed run's state. Another script trains its own
     model through the same loop with `make_model(cfg, class_names)` and `label` ("coarse", "fine" or
-    "both"; default: the task's), then replaces `loss_fn` on the result where its loss differs."""
+    "both"; default: the task's), then replaces `loss_fn` on the result where its loss differs;
+    `config` ({"disentangle": {...}}) adds its settings to the run's config (checkpoint, log), and
+    a resumed run must have been started with the same."""
     check_flags(args)
     rank, world, local_rank = init_distributed()
     device = pick_device(args.device, local_rank)
-    cfg, out, ckpt = new_or_resumed(args)
+    cfg, out, ckpt = new_or_resumed(args, config or {})
     tc, label = cfg["train"], label or cfg["task"]
     if label == "both" and (tc["mixup"] > 0 or tc["cutmix"] > 0):
         raise SystemExit("error: train.mixup and train.cutmix mix one kind of label; set them to 0 to train on coarse and fine labels")
@@ -563,11 +574,11 @@ def setup(args, make_model=None, label=None) -> Run:
     return state
 
 
-def new_or_resumed(args) -> tuple:
-    """-> (cfg, out folder, checkpoint or None): a new run's settings from the recipe and the flags, or
-    a resumed run's from its checkpoint; checked either way."""
+def new_or_resumed(args, config: dict) -> tuple:
+    """-> (cfg, out folder, checkpoint or None): a new run's settings from the recipe, the flags and a
+    calling script's `config`, or a resumed run's from its checkpoint; checked either way."""
     if not args.resume:
-        cfg = make_config(args)
+        cfg = check_config({**make_config(args), **config})
         out = Path(args.out or f"runs/{cfg['model_name']}_{cfg['dataset']}_{cfg['task']}_set{cfg['train_set']}")
         if (out / "ckpt.pt").exists():
             raise SystemExit(f"error: {out} already holds a run; continue it with --resume or choose another --out")
@@ -582,6 +593,12 @@ def new_or_resumed(args) -> tuple:
     if missing:
         raise SystemExit(f"error: {path} has no {missing[0]!r} entry, which resuming needs; was it written by another program?")
     cfg = ckpt["config"]
+    if "disentangle" in cfg and "disentangle" not in config:
+        raise SystemExit(f"error: {path} is a run of disentangle.py ({cfg['disentangle']['variant']}); continue it with "
+                         "the disentangle.py command that started it (it resumes unfinished runs)")
+    for key, value in config.items():
+        if cfg.get(key) != value:
+            raise SystemExit(f"error: {path} is a run with {key} {cfg.get(key)}, not {value}; choose another --out")
     for flag, key in (("model", "model_name"), ("data", "dataset"), ("task", "task"), ("train_set", "train_set")):
         given = getattr(args, flag)
         if given is not None and given != cfg[key]:
@@ -832,8 +849,9 @@ def check_in(state: Run, progress, epoch: int, step: int, bad_step, mean_loss: f
             state.save(epoch, step)
         progress.close()
         if state.is_main:
+            command = state.resume_command or f"python train.py --resume {state.out / 'ckpt.pt'}"
             print(f"stopped at epoch {epoch + 1} step {step}/{steps}; checkpoint {state.out / 'ckpt.pt'}. "
-                  f"Continue with: python train.py --resume {state.out / 'ckpt.pt'}", file=sys.stderr)
+                  f"Continue with: {command}", file=sys.stderr)
         state.log({"type": "interrupted", "epoch": epoch, "step": step})
         sys.exit(130)
 

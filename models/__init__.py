@@ -379,6 +379,13 @@ ANY_TEST_CROP = {"resnet", "x3d", "slowfast"}  # model files whose heads average
 FRACTIONAL = {"train.warmup_epochs"}  # DEFAULTS writes 0, but a fraction of an epoch is meant too
 RUN_KEYS = {"dataset": None, "task": ("coarse", "fine"), "train_set": (1, 2), "splits": None,
             "data_fingerprint": None}  # set by train.py
+POSITIVE = ("a number > 0", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"))
+DISENTANGLE = {  # set by disentangle.py: key -> (what the error says, test)
+    "variant": ("base, disentangled, multitask or fine_only", lambda v: v in ("base", "disentangled", "multitask", "fine_only")),
+    "fine_weight": POSITIVE,
+    "branch_ratio": POSITIVE,
+    "placement": ("head or inside", lambda v: v in ("head", "inside")),
+}
 KINDS = {bool: ("true or false", "true or false"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
 
 
@@ -429,7 +436,7 @@ def check_config(cfg: dict, source: str = None) -> dict:
     def fail(message):
         raise SystemExit(f"error: {where}{message}")
 
-    known = {*DEFAULTS, "model_name", "text", *RUN_KEYS}
+    known = {*DEFAULTS, "model_name", "text", "disentangle", *RUN_KEYS}
     if not isinstance(cfg, dict) or set(cfg) - known:
         fail(f"unknown setting {sorted(set(cfg) - known)[0] if isinstance(cfg, dict) else cfg!r}; known: {', '.join(sorted(known))}")
     if not isinstance(cfg.get("model_name"), str) or cfg["model_name"] not in list_models():
@@ -440,6 +447,13 @@ def check_config(cfg: dict, source: str = None) -> dict:
         fail(f"pretrained must be a weights name, a file path or none, got {cfg.get('pretrained')!r}")
     if "text" in cfg:
         _check_text(cfg["text"])
+    if "disentangle" in cfg:
+        section = cfg["disentangle"]
+        if not isinstance(section, dict) or set(section) != set(DISENTANGLE):
+            fail(f"disentangle must hold {', '.join(DISENTANGLE)}, got {section!r}")
+        for key, (kind, test) in DISENTANGLE.items():
+            if not test(section[key]):
+                fail(f"disentangle.{key} must be {kind}, got {section[key]!r}")
     for key, choices in RUN_KEYS.items():
         if key in cfg and not (cfg[key] in choices if choices else isinstance(cfg[key], str)):
             fail(f"{key} must be {' or '.join(map(str, choices)) if choices else 'a string'}, got {cfg[key]!r}")
