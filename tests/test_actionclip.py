@@ -300,4 +300,4 @@ def gather_worker(rank: int, folder: str) -> None:
 def test_in_batch_losses_see_the_batch_of_every_process(tmp_path):
     """With several processes, each one's loss is the whole batch's (ActionCLIP and EZ-CLIP ran one
     process on the whole batch; the port gathers), with the gradient of the whole batch's loss."""
-    torch.multiprocessing.start_processes(gather_worker, args=(str(tmp_path),), nprocs=2, start_method="fork")
+    torch.multiprocessing.start_processes(gather_worker, args=(str(tmp_path),), nprocs=2, start_method="spawn")  # fork after autograd has run can deadlock
