@@ -570,21 +570,24 @@ def read_result(path: Path) -> dict:
     return r
 
 
-def collect_runs(folder) -> dict:
-    """Every results.json under `folder`, grouped by (task, dataset, model, run): `run` is the run's folder
-    without its training set (runs/x3d_synta_coarse_set1 -> x3d_synta_coarse, runs/main_job_shared/set2 ->
-    main_job_shared), so the two directions of one run meet and different runs of one model stay apart.
-    -> {(task, dataset, model, run): {train_set: result}}"""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SystemExit(f"error: --table {folder}: not a folder; give the folder that holds the runs, e.g. runs")
-    files = sorted(folder.rglob("results.json"))
+def collect_runs(folders) -> dict:
+    """Every results.json under one folder or several, grouped by (task, dataset, model, run): `run` is the
+    run's folder, from the folders' common parent, without its training set (runs/x3d_synta_coarse_set1 ->
+    x3d_synta_coarse, runs/main_job_shared/set2 -> main_job_shared), so the two directions of one run meet
+    and different runs of one model stay apart. -> {(task, dataset, model, run): {train_set: result}}"""
+    folders = [Path(f) for f in ([folders] if isinstance(folders, (str, Path)) else folders)]
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"error: --table {folder}: not a folder; give the folder that holds the runs, e.g. runs")
+    files = sorted({path.resolve() for folder in folders for path in folder.rglob("results.json")})
     if not files:
-        raise SystemExit(f"error: no results.json under {folder}; a run writes it when it finishes (python train.py ...)")
+        raise SystemExit(f"error: no results.json under {' '.join(map(str, folders))}; a run writes it when it finishes "
+                         "(python train.py ...)")
+    common = Path(os.path.commonpath([f.resolve() for f in folders])) if len(folders) > 1 else folders[0].resolve()
     groups = {}
     for path in files:
         r = {**read_result(path), "file": str(path)}
-        run = re.sub(r"(^|[_/])set[12]$", "", path.parent.relative_to(folder).as_posix())
+        run = re.sub(r"(^|[_/])set[12]$", "", path.parent.relative_to(common).as_posix())
         group = groups.setdefault((r["task"], r["dataset"], r["model"], run), {})
         if r["train_set"] in group:
             raise SystemExit(f"error: {group[r['train_set']]['file']} and {path} are both runs of {r['model']} on {r['dataset']} "
@@ -695,11 +698,12 @@ def table_points(records: list) -> list:
     return ours + paper  # ours first: filled markers
 
 
-def plot_known_unknown(points: list, path, title: str = None) -> None:
+def plot_known_unknown(points: list, path, title: str = None, limit: float = 100) -> None:
     """Known (x) against Unknown (y) accuracy in %, a panel per point["group"] (in order of appearance), a
     colour per point["label"], a marker per point["series"] (the first filled, the others hollow), error
     bars from the optional point["known_ci"] / point["unknown_ci"] ([low, high]); the points of one label in
-    a panel are joined by a thin line. In grey: the diagonal Known = Unknown and the curves HM = 20, 40, 60, 80."""
+    a panel are joined by a thin line. In grey: the diagonal Known = Unknown and curves of equal HM (every 20
+    points; every 10 where `limit`, the axes' end in %, is below 60)."""
     try:
         from matplotlib import colormaps
         from matplotlib.figure import Figure
@@ -713,12 +717,14 @@ def plot_known_unknown(points: list, path, title: str = None) -> None:
     marker = {s: "osD^vPX*"[i % 8] for i, s in enumerate(series)}
     fig = Figure(figsize=(max(4.2 * len(groups), 7), 4.6 + 0.16 * len(labels + series) / 4), layout="constrained")
     for ax, group in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups):
-        ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, ls="--")
-        for hm in (20, 40, 60, 80):
-            known = np.linspace(hm / 2 + 0.01, 100, 400)
+        ax.plot([0, limit], [0, limit], color="0.6", lw=0.8, ls="--")
+        for hm in range(10 if limit < 60 else 20, 100, 10 if limit < 60 else 20):
+            if hm >= limit:
+                break
+            known = np.linspace(hm / 2 + 0.01, limit, 400)
             unknown = hm * known / (2 * known - hm)
-            ax.plot(known[unknown <= 100], unknown[unknown <= 100], color="0.8", lw=0.8)
-            ax.text(99, hm * 100 / (200 - hm), f"HM {hm}", fontsize=7, color="0.5", ha="right", va="bottom")
+            ax.plot(known[unknown <= limit], unknown[unknown <= limit], color="0.8", lw=0.8)
+            ax.text(0.99 * limit, hm * limit / (2 * limit - hm), f"HM {hm}", fontsize=7, color="0.5", ha="right", va="bottom")
         mine = [p for p in points if p["group"] == group]
         for label in labels:
             joined = [p for p in mine if p["label"] == label]
@@ -730,7 +736,7 @@ def plot_known_unknown(points: list, path, title: str = None) -> None:
             filled = p.get("series", "") == series[0]
             ax.errorbar(p["known"], p["unknown"], xerr=errors[0], yerr=errors[1], fmt=marker[p.get("series", "")],
                         color=colour[p["label"]], mfc=colour[p["label"]] if filled else "none", ms=6, elinewidth=0.8, capsize=2, clip_on=False)
-        ax.set(xlim=(0, 100), ylim=(0, 100), aspect="equal", title=group, xlabel="Known top-1 (%)", ylabel="Unknown top-1 (%)")
+        ax.set(xlim=(0, limit), ylim=(0, limit), aspect="equal", title=group, xlabel="Known top-1 (%)", ylabel="Unknown top-1 (%)")
     handles = [Line2D([], [], color=colour[label], marker="o", ls="", label=label) for label in labels]
     handles += [Line2D([], [], color="0.3", marker=marker[s], mfc="0.3" if s == series[0] else "none", ls="", label=s)
                 for s in series if s]
@@ -753,7 +759,7 @@ def study_table(args) -> list:
     if args.csv:
         write_table_csv(records, args.csv)
     if args.plot:
-        plot_known_unknown(table_points(records), args.plot, title=f"Known vs Unknown top-1 (%): the runs in {args.table} and the official tables")
+        plot_known_unknown(table_points(records), args.plot, title=f"Known vs Unknown top-1 (%): the runs in {' '.join(args.table)} and the official tables")
     return records
 
 
@@ -769,7 +775,8 @@ def main(argv=None):
     p.add_argument("--device")
     p.add_argument("--json", help="write every number to this file")
     table = p.add_argument_group("the study's table")
-    table.add_argument("--table", metavar="DIR", help="collect every finished run (results.json) under DIR: the official "
+    table.add_argument("--table", metavar="DIR", nargs="+", help="collect every finished run (results.json) under DIR (one or "
+                       "several folders): the official "
                        "table layout, a 95%% bootstrap interval per number, the published numbers and ours minus them")
     table.add_argument("--csv", help="write every number of --table to this CSV file")
     table.add_argument("--plot", help="draw --table's Known vs Unknown to this .png (.pdf, .svg): a panel per dataset and "

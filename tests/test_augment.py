@@ -216,7 +216,12 @@ def test_recipes_switch_on_what_the_studys_configs_use():
         assert [get(m, d, "test", "short_side") for d in ("synta", "ssv2ta")] == [256, 224]
     for m in ("xclip", "vificlip", "ezclip"):
         assert (get(m, "k400ta", "input", "color_jitter"), get(m, "k400ta", "input", "grayscale")) == (0.8, 0.2)
-    for m in ("c2d", "i3d", "x3d", "slowfast", "mvitv2", "revmvit", "xclip", "vificlip", "ezclip"):
+    aim = [(get("aim", d, "input", "randaugment"), get("aim", d, "input", "randaugment_prob"), get("aim", d, "input", "random_erasing"))
+           for d in ("k400ta", "ssv2ta", "synta")]
+    assert aim == [(0, 0.5, 0.0), (4, 1.0, 0.25), (4, 1.0, 0.25)]  # imgaug RandAugment(n=4, m=7) and erasing 0.25 off K400
+    assert [get("uniformerv2", d, "input", "randaugment") for d in ("k400ta", "ssv2ta", "synta")] == [4, 4, 4]
+    assert [get("uniformerv2", d, "train", "repeated_augmentation") for d in ("k400ta", "ssv2ta", "synta")] == [1, 2, 1]
+    for m in ("c2d", "i3d", "x3d", "slowfast", "mvitv2", "revmvit", "xclip", "vificlip", "ezclip", "aim", "uniformerv2"):
         text = (train.Path(train.__file__).parent / "models" / f"{m}.yaml").read_text()
         assert "not available in this harness" not in text and "jitter/grayscale" not in text and "colour jitter (p" not in text
 

@@ -239,3 +239,17 @@ def test_grid_runs_one_after_another_and_skips_finished_runs(tmp_path, monkeypat
     assert "average of the two directions" in capsys.readouterr().out
     second = train.main(argv)
     assert len(started) == 2 and [r["top1"] for r in second] == [r["top1"] for r in first]
+
+
+def test_table_of_several_folders_names_runs_from_their_common_parent(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for appearance in ("coupled", "shared"):
+        for s in (1, 2):
+            write_run(runs / f"main_job_{appearance}" / f"set{s}", "i3d_small", "synta", "coarse", s, 40.0 + s, 10.0 * s)
+    write_run(runs / "other" / "x3d_synta_coarse_set1", "x3d", "synta", "coarse", 1, 90.0, 50.0)  # not asked for
+    records = evaluate.main(["--table", str(runs / "main_job_coupled"), str(runs / "main_job_shared")])
+    ours = sorted(evaluate.record_name(r) for r in records if r["directions"])
+    assert ours == ["i3d_small (main_job_coupled)", "i3d_small (main_job_shared)"]
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--table", str(runs / "main_job_coupled"), str(tmp_path / "absent")])
+    one_line_error(e, "absent: not a folder")

@@ -53,7 +53,7 @@ REGULAR_AZIMUTHS = (0, 60, 120, 180, 240, 300)
 FRONT_AZIMUTHS = (75, 80, 85, 90, 95, 100, 105)
 PROFILES = {
     # the quick profile: every class, both views, 6 train + 4 val videos per class and view (2,000 videos)
-    "small": {"size": 112, "frames": 32, "train_per_view": 6, "val_per_view": 4},
+    "small": {"size": 64, "frames": 32, "train_per_view": 6, "val_per_view": 4},
     # the official sizes: 10,000 videos at the official per-class frame counts
     "full": {"size": 224, "frames": None, "train_per_view": 30, "val_per_view": 20},
 }
