@@ -413,6 +413,13 @@ def plot_points(summary: dict, group: str) -> list:
     return points
 
 
+def plot_limit(points: list) -> float:
+    """The axes' end in %: the next multiple of 10 above the highest point or bar (at most 100), so that
+    CPU-sized runs at 10-40 % are not squeezed into a corner."""
+    top = max(max(p.get("known_ci", [0, p["known"]])[1], p.get("unknown_ci", [0, p["unknown"]])[1]) for p in points)
+    return min(100, 10 * math.ceil(top / 10 + 0.01))
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -538,9 +545,8 @@ def main(argv=None) -> dict:
         points, title = plot_points(summaries[0], f"{args.model} | {args.data}"), None
     if args.json:
         Path(args.json).write_text(json.dumps({"summaries": summaries}, indent=1))
-    if args.plot:  # axes to the next 10 % above the highest bar
-        top = max(max(p.get("known_ci", [0, p["known"]])[1], p.get("unknown_ci", [0, p["unknown"]])[1]) for p in points)
-        plot_known_unknown(points, args.plot, title, limit=min(100, 10 * math.ceil(top / 10 + 0.01)))
+    if args.plot:
+        plot_known_unknown(points, args.plot, title, limit=plot_limit(points))
     return {"summaries": summaries}
 
 

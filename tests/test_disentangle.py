@@ -153,13 +153,16 @@ def test_tiny_run_end_to_end(tiny_runs):
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_runs, monkeypatch):
+    """Here with --cache-frames, which the new run and its resumption both take: cached frames are the decoded ones."""
     splits, tmp, _, summary, _ = tiny_runs
-    argv = tiny_argv(splits, tmp / "cut", "--variants", "disentangled")
+    monkeypatch.setattr(train, "FRAME_CACHE", tmp / "frames")
+    argv = tiny_argv(splits, tmp / "cut", "--variants", "disentangled", "--cache-frames")
     with monkeypatch.context() as m, pytest.raises(SystemExit) as stop:
         interrupt_after_step(m, 4)  # of 9
         disentangle.main(argv)
-    assert stop.value.code == 130
+    assert stop.value.code == 130 and len(list((tmp / "frames").iterdir())) == 1  # the training split so far
     resumed = disentangle.main(argv)["summaries"][0]
+    assert len(list((tmp / "frames").iterdir())) == 3  # and both val splits
     assert json.dumps(resumed["table"]["disentangled"]) == json.dumps(summary["table"]["disentangled"])
     a, b = (torch.load(tmp / d / "disentangled_seed0_set1" / "ckpt.pt", weights_only=True)["model"] for d in ("runs", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -195,3 +198,18 @@ def test_mistakes_give_one_line_errors(tmp_path):
         with pytest.raises(SystemExit) as e:
             disentangle.main(argv)
         one_line_error(e, *words)
+
+
+def test_the_experiment_reads_cached_frames_without_a_loader_process_unless_told():
+    for argv, workers in ((["--experiment"], 0), (["--experiment", "--workers", "1"], 1)):
+        args = disentangle.parse_args(argv)
+        disentangle.check_args(args)
+        assert args.cache_frames and args.workers == workers and args.models == list(disentangle.EXPERIMENT["models"])
+
+
+def test_the_plot_ends_above_the_highest_point_or_bar():
+    point = {"label": "base", "group": "g", "known": 37.0, "unknown": 12.0}
+    assert disentangle.plot_limit([point]) == 40
+    assert disentangle.plot_limit([point, {**point, "known": 40.0}]) == 50  # a point on the edge is not cut
+    assert disentangle.plot_limit([{**point, "unknown_ci": [10.0, 52.5]}]) == 60
+    assert disentangle.plot_limit([{**point, "known": 99.5}]) == 100

@@ -166,12 +166,31 @@ def test_main_job_generates_once_trains_both_directions_and_prints_the_table(tmp
     printed = capsys.readouterr().out
     assert "average of the two directions" in printed and "HM of the averages" in printed
     assert [d["train_set"] for d in first["directions"]] == [1, 2]
+    assert len(list((tmp_path / "cache" / "frames").iterdir())) == 4  # every split decoded once (--cache-frames)
     videos = sorted((tmp_path / "cache" / "synta_small_coupled").rglob("*.mp4"))
     assert len(videos) == 22 * 2 * 3  # 22 fine classes x 2 views x (2 train + 1 val ids)
     stamps = [v.stat().st_mtime_ns for v in videos]
     second = train.main(["--tiny", "--workers", "0"])  # cached: nothing rendered or trained again
     assert [v.stat().st_mtime_ns for v in videos] == stamps
     assert [d["top1"] for d in second["directions"]] == [d["top1"] for d in first["directions"]]
+
+
+def test_main_job_reads_cached_frames_without_a_loader_process_unless_told(tmp_path, monkeypatch):
+    asked = []
+
+    def launch(runs, args):
+        asked.append((args.cache_frames, args.workers))
+        raise SystemExit("stop here")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train, "small_synta", lambda appearance: tmp_path / "splits")
+    monkeypatch.setattr(train, "launch", launch)
+    monkeypatch.setattr("evaluate.data_fingerprint", lambda root, lists: "x")
+    monkeypatch.setattr("data.splits.read_dataset", lambda splits: (None, {}))
+    for argv, workers in (([], 0), (["--workers", "1"], 1)):
+        with pytest.raises(SystemExit, match="stop here"):
+            train.main(argv)
+        assert asked.pop() == (True, workers)
 
 
 def test_recipes_can_differ_per_dataset_and_task():
